@@ -1,0 +1,180 @@
+"""The Backend interface: everything the scheduler and the API share.
+
+One backend holds APScheduler's job store, the JSON job catalog, run history with its
+per-fire-time claims, the command queue, instance heartbeats and the leader lock. All
+methods are blocking; async callers run them in a thread.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from apscheduler.jobstores.base import BaseJobStore
+
+from sundial.models import (
+    Command,
+    CommandState,
+    Instance,
+    JobState,
+    JobView,
+    Outcome,
+    Run,
+    RunSummary,
+)
+
+
+class BackendError(Exception):
+    """The backend could not be reached or refused an operation."""
+
+
+@dataclass(frozen=True)
+class RunCursor:
+    """Position in the newest-first run listing: strictly older than this point."""
+
+    scheduled_time: datetime
+    run_id: str
+
+
+class Backend(ABC):
+    """Shared state of a Sundial deployment. Implementations: ``sql``, ``redis``."""
+
+    #: "postgres", "sqlite" or "redis" (the ``backend`` metric label)
+    kind: str
+
+    # lifecycle -------------------------------------------------------------------------
+    @abstractmethod
+    def setup(self) -> None:
+        """Create or migrate the schema; idempotent, safe to run from several processes."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and the leader lock if held."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Return if the backend answers; raise :class:`BackendError` otherwise."""
+
+    @abstractmethod
+    def create_jobstore(self) -> BaseJobStore:
+        """An APScheduler job store on this backend (used only by the leader)."""
+
+    # catalog ---------------------------------------------------------------------------
+    @abstractmethod
+    def save_jobs(self, jobs: Sequence[JobView]) -> None:
+        """Insert or replace catalog entries by id."""
+
+    @abstractmethod
+    def delete_jobs(self, job_ids: Collection[str]) -> None:
+        """Remove catalog entries; unknown ids are ignored."""
+
+    @abstractmethod
+    def get_job(self, job_id: str) -> JobView | None: ...
+
+    @abstractmethod
+    def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        tag: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[JobView]:
+        """Catalog entries ordered by id, starting after the id ``after``."""
+
+    @abstractmethod
+    def count_jobs(self) -> dict[JobState, int]:
+        """Number of catalog entries in each state (every state present, maybe 0)."""
+
+    # runs ------------------------------------------------------------------------------
+    @abstractmethod
+    def claim_run(self, job_id: str, scheduled_time: datetime, instance_id: str) -> bool:
+        """Claim one fire time; True only for the first claimant, ever."""
+
+    @abstractmethod
+    def save_runs(self, runs: Sequence[Run]) -> None:
+        """Insert or replace runs by ``run_id``; durable when this returns."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> Run | None: ...
+
+    @abstractmethod
+    def list_runs(
+        self,
+        *,
+        job_id: str | None = None,
+        outcome: Outcome | None = None,
+        since: datetime | None = None,
+        before: RunCursor | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        """Runs newest first by (scheduled_time, run_id); ``since`` bounds scheduled_time."""
+
+    @abstractmethod
+    def last_run(
+        self, job_id: str, *, outcome: Outcome | None = None, since: datetime | None = None
+    ) -> Run | None:
+        """The most recent run of ``job_id`` (by start), optionally with an outcome."""
+
+    @abstractmethod
+    def run_summaries(self, job_ids: Collection[str] | None = None) -> dict[str, RunSummary]:
+        """Digest of finished runs per job (all jobs with history when ``job_ids`` is None).
+
+        ``last_*`` fields consider finished runs only; ``consecutive_failures`` counts
+        failure and timeout outcomes since the last success. One query's cost, not one
+        per job: the API reads it for every scrape and every page of jobs.
+        """
+
+    @abstractmethod
+    def interrupt_orphaned_runs(self, live_instance_ids: Collection[str]) -> int:
+        """Mark runs left ``running`` by instances not in ``live_instance_ids`` interrupted."""
+
+    @abstractmethod
+    def prune(self, older_than: datetime) -> int:
+        """Delete finished runs, claims and finished commands older than ``older_than``."""
+
+    # instances -------------------------------------------------------------------------
+    @abstractmethod
+    def heartbeat(self, instance: Instance) -> None:
+        """Record that ``instance`` is alive now, with its role."""
+
+    @abstractmethod
+    def list_instances(self) -> list[Instance]: ...
+
+    @abstractmethod
+    def remove_instance(self, instance_id: str) -> None: ...
+
+    # commands --------------------------------------------------------------------------
+    @abstractmethod
+    def enqueue_command(self, command: Command) -> None:
+        """Store a pending command and wake the leader."""
+
+    @abstractmethod
+    def get_command(self, command_id: str) -> Command | None: ...
+
+    @abstractmethod
+    def pending_commands(self, limit: int = 100) -> list[Command]:
+        """Pending commands, oldest first."""
+
+    @abstractmethod
+    def finish_command(self, command_id: str, state: CommandState, reason: str | None) -> None:
+        """Record a command as applied or rejected."""
+
+    @abstractmethod
+    def wait_for_commands(self, timeout: float) -> None:
+        """Block until a command may be pending or ``timeout`` seconds pass."""
+
+    # leadership ------------------------------------------------------------------------
+    @abstractmethod
+    def acquire_leadership(self, instance_id: str, lease_seconds: float) -> bool:
+        """Take the leader lock if free; True if this instance now holds it."""
+
+    @abstractmethod
+    def renew_leadership(self, instance_id: str, lease_seconds: float) -> bool:
+        """Extend the lease; False if this instance no longer holds the lock."""
+
+    @abstractmethod
+    def release_leadership(self, instance_id: str) -> None:
+        """Give up the lock if held."""

@@ -1,0 +1,124 @@
+"""Settings for every Sundial process, read from ``SUNDIAL_*`` environment variables.
+
+Nothing else in Sundial reads ``os.environ``: each process builds one :class:`Settings`
+at start-up (see :func:`load_settings`) and passes it down.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BACKEND_URL = "sqlite:///./var/sundial.db"
+DEFAULT_JOB_MODULES = ("sundial_scheduler.jobs.examples",)
+SUPPORTED_SCHEMES = ("postgresql+psycopg://", "postgresql://", "redis://", "rediss://", "sqlite://")
+PLACEHOLDER_TOKENS = frozenset({"changeme", "change-me", "secret", "token", "xxx"})
+MIN_TOKEN_LENGTH = 16
+
+
+class JobDefaults(BaseModel):
+    """APScheduler job defaults applied to jobs that do not set their own."""
+
+    coalesce: bool = False
+    max_instances: int = Field(default=3, ge=1)
+    misfire_grace_time: int = Field(default=60, ge=1)
+
+
+class Settings(BaseSettings):
+    """Configuration of a Sundial process (SPEC §3)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SUNDIAL_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+    )
+
+    backend_url: str = DEFAULT_BACKEND_URL
+    timezone: str = "UTC"
+    max_workers: int = Field(default=10, ge=1, le=1000)
+    job_defaults: JobDefaults = JobDefaults()
+    job_modules: tuple[str, ...] = DEFAULT_JOB_MODULES
+    run_retention_days: int = Field(default=30, ge=1)
+    leader_lease_seconds: float = Field(default=10, gt=0.5, le=600)
+    shutdown_grace_seconds: float = Field(default=30, ge=0)
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
+    api_token: str | None = None
+    api_url: str = "http://localhost:8000"
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    instance_id: str | None = None
+
+    @field_validator("backend_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not value.startswith(SUPPORTED_SCHEMES):
+            raise ValueError(
+                f"unsupported backend {value.split('://')[0]!r}; "
+                "use postgresql+psycopg://, redis:// or sqlite:///"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC") from None
+        return value
+
+    @field_validator("job_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("api_token")
+    @classmethod
+    def _real_token(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if value.lower() in PLACEHOLDER_TOKENS or len(value) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"API token must be at least {MIN_TOKEN_LENGTH} characters and not a "
+                "placeholder; generate one with: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line naming the variable that is wrong and why."""
+    first = error.errors()[0]
+    path = "__".join(str(part) for part in first["loc"]).upper()
+    message = first["msg"].removeprefix("Value error, ")
+    return f"invalid configuration: SUNDIAL_{path}: {message}"
+
+
+def load_settings() -> Settings:
+    """Build settings from the environment or exit with one clear line (for entrypoints)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        print(format_validation_error(error), file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built once on first use."""
+    return load_settings()

@@ -1,0 +1,265 @@
+"""The job-authoring surface: ``@job``, ``@task``, ``cron()``, ``every()``, ``at()``.
+
+Decorating a function registers it; the scheduler imports the modules listed in
+``SUNDIAL_JOB_MODULES`` and schedules what they registered. Invalid definitions fail at
+import time with an error that names the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from sundial.models import JobOptions, JobSource, JobView
+from sundial.triggers import CronSpec, DateSpec, IntervalSpec, expected_interval
+
+F = TypeVar("F", bound=Callable[..., Any])
+Spec = CronSpec | IntervalSpec | DateSpec
+
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+UNIQUE_PERIODS = ("hour", "day")
+
+
+class JobDefinitionError(ValueError):
+    """A job definition that cannot be scheduled; the message names the job."""
+
+
+def parse_duration(value: float | int | str | timedelta | None) -> float | None:
+    """Seconds from ``30``, ``"30s"``, ``"15m"``, ``"1h30m"``, ``"2d"`` or a timedelta."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    text = value.strip().lower().replace(" ", "")
+    if not text or _DURATION.sub("", text):
+        raise ValueError(f"invalid duration {value!r}; use e.g. 30s, 15m, 1h30m, 2d")
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION.findall(text))
+
+
+def cron(
+    expression: str | None = None,
+    *,
+    timezone: str = "UTC",
+    jitter: int | None = None,
+    start_date: datetime | None = None,
+    end_date: datetime | None = None,
+    **fields: str | int,
+) -> CronSpec:
+    """A cron trigger: ``cron("0 6 * * *")`` or ``cron(hour=2, minute=30)``."""
+    return CronSpec(
+        expression=expression,
+        fields={name: str(value) for name, value in fields.items()},
+        timezone=timezone,
+        jitter=jitter,
+        start_date=start_date,
+        end_date=end_date,
+    )
+
+
+def every(
+    *,
+    weeks: float = 0,
+    days: float = 0,
+    hours: float = 0,
+    minutes: float = 0,
+    seconds: float = 0,
+    start_date: datetime | None = None,
+    end_date: datetime | None = None,
+    timezone: str = "UTC",
+    jitter: int | None = None,
+) -> IntervalSpec:
+    """An interval trigger: ``every(minutes=15)``."""
+    total = timedelta(
+        weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds
+    ).total_seconds()
+    return IntervalSpec(
+        seconds=total, start_date=start_date, end_date=end_date, timezone=timezone, jitter=jitter
+    )
+
+
+def at(when: datetime | str, *, timezone: str = "UTC") -> DateSpec:
+    """A one-off trigger at ``when`` (an aware datetime or ISO 8601 text with offset)."""
+    run_at = datetime.fromisoformat(when) if isinstance(when, str) else when
+    return DateSpec(run_at=run_at, timezone=timezone)
+
+
+def func_ref(func: Callable[..., Any]) -> str:
+    """The ``module:qualname`` text APScheduler and the catalog use to name a function."""
+    return f"{func.__module__}:{func.__qualname__}"
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    """A job defined in code: what runs, when, and with which options."""
+
+    id: str
+    name: str
+    func: Callable[..., Any]
+    trigger: Spec
+    options: JobOptions
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def func_ref(self) -> str:
+        return func_ref(self.func)
+
+    def fingerprint(self) -> str:
+        """Changes whenever the code's definition of this job changes."""
+        payload = {
+            "func": self.func_ref,
+            "name": self.name,
+            "trigger": self.trigger.model_dump(mode="json"),
+            "options": self.options.model_dump(mode="json"),
+            "kwargs": dict(self.kwargs),
+        }
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def view(self, now: datetime | None = None) -> JobView:
+        """The catalog record for this definition (state and next run filled in later)."""
+        return JobView(
+            id=self.id,
+            name=self.name,
+            func=self.func_ref,
+            trigger=self.trigger,
+            trigger_text=self.trigger.describe(),
+            kwargs=dict(self.kwargs),
+            options=self.options,
+            source=JobSource.CODE,
+            fingerprint=self.fingerprint(),
+            expected_interval_seconds=expected_interval(self.trigger, now or datetime.now(UTC)),
+        )
+
+
+class Registry:
+    """Jobs and callable tasks registered by decorators, keyed by id and by function ref."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobDefinition] = {}
+        self.functions: dict[str, Callable[..., Any]] = {}
+
+    def job(
+        self,
+        trigger: Spec,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+        timeout: float | str | timedelta | None = None,
+        retries: int = 0,
+        retry_backoff: float | str | timedelta = 0,
+        max_instances: int | None = None,
+        coalesce: bool | None = None,
+        misfire_grace_time: float | str | timedelta | None = None,
+        critical: bool = False,
+        description: str | None = None,
+        tags: Iterable[str] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        secret_kwargs: Iterable[str] = (),
+        unique_per: str | None = None,
+        requires: Iterable[str] = (),
+        requires_within: float | str | timedelta | None = None,
+    ) -> Callable[[F], F]:
+        """Register a function as a scheduled job (see SPEC §2 for the options)."""
+
+        def decorate(func: F) -> F:
+            job_id = id or func.__name__
+            try:
+                definition = self._define(
+                    job_id,
+                    func,
+                    trigger,
+                    name=name or job_id.replace("_", " ").capitalize(),
+                    options=dict(
+                        timeout_seconds=parse_duration(timeout),
+                        retries=retries,
+                        retry_backoff_seconds=parse_duration(retry_backoff),
+                        max_instances=max_instances,
+                        coalesce=coalesce,
+                        misfire_grace_time=_whole_seconds(parse_duration(misfire_grace_time)),
+                        critical=critical,
+                        description=description or inspect.getdoc(func) or "",
+                        tags=tuple(tags),
+                        secret_kwargs=tuple(secret_kwargs),
+                        unique_per=unique_per,
+                        requires=tuple(requires),
+                        requires_within_seconds=parse_duration(requires_within),
+                    ),
+                    kwargs=dict(kwargs or {}),
+                )
+            except (ValueError, TypeError, ValidationError) as error:
+                raise JobDefinitionError(f"job {job_id!r}: {_reason(error)}") from None
+            self.jobs[job_id] = definition
+            self.functions[definition.func_ref] = func
+            return func
+
+        return decorate
+
+    def task(self, func: F) -> F:
+        """Register a function that the API may schedule (``POST /api/v1/jobs``)."""
+        self.functions[func_ref(func)] = func
+        return func
+
+    def _define(
+        self,
+        job_id: str,
+        func: Callable[..., Any],
+        trigger: Spec,
+        *,
+        name: str,
+        options: dict[str, Any],
+        kwargs: dict[str, Any],
+    ) -> JobDefinition:
+        if not JOB_ID_PATTERN.match(job_id):
+            raise ValueError(
+                "ids are 1-200 letters, digits, '_', '-', '.', ':' and start with a letter or digit"
+            )
+        if job_id in self.jobs and self.jobs[job_id].func_ref != func_ref(func):
+            raise ValueError(f"id already used by {self.jobs[job_id].func_ref}")
+        if not isinstance(trigger, CronSpec | IntervalSpec | DateSpec):
+            raise TypeError("trigger must come from cron(), every() or at()")
+        if "<locals>" in func.__qualname__ or "<lambda>" in func.__qualname__:
+            raise ValueError("job functions must be module-level so the scheduler can import them")
+        if options["unique_per"] not in (None, *UNIQUE_PERIODS):
+            raise ValueError(f"unique_per must be one of {UNIQUE_PERIODS}")
+        if options["requires"] and options["requires_within_seconds"] is None:
+            raise ValueError("requires= needs requires_within= (e.g. '1d')")
+        inspect.signature(func).bind(**kwargs)
+        return JobDefinition(
+            id=job_id,
+            name=name,
+            func=func,
+            trigger=trigger,
+            options=JobOptions(**options),
+            kwargs=kwargs,
+        )
+
+
+def _whole_seconds(value: float | None) -> int | None:
+    return None if value is None else max(1, round(value))
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where}: {first['msg'].removeprefix('Value error, ')}" if where else first["msg"]
+    return str(error)
+
+
+default_registry = Registry()
+job = default_registry.job
+task = default_registry.task

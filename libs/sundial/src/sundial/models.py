@@ -1,0 +1,233 @@
+"""Plain typed records shared by the scheduler, the API and every backend."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sundial.triggers import TriggerSpec
+
+MAX_ERROR_MESSAGE_CHARS = 2_000
+MAX_TRACEBACK_CHARS = 8_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Outcome(StrEnum):
+    """How a run ended; ``running`` while it has not."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    TIMEOUT = "timeout"
+    MISSED = "missed"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+
+
+FINAL_OUTCOMES = tuple(o for o in Outcome if o is not Outcome.RUNNING)
+
+
+class JobState(StrEnum):
+    SCHEDULED = "scheduled"
+    PAUSED = "paused"
+
+
+class JobSource(StrEnum):
+    CODE = "code"
+    API = "api"
+
+
+class JobOptions(BaseModel):
+    """Sundial's per-job options beyond the trigger."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_instances: int | None = Field(default=None, ge=1, le=1000)
+    coalesce: bool | None = None
+    misfire_grace_time: int | None = Field(default=None, ge=1)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    retries: int = Field(default=0, ge=0, le=100)
+    retry_backoff_seconds: float = Field(default=0, ge=0)
+    critical: bool = False
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    secret_kwargs: tuple[str, ...] = ()
+    unique_per: str | None = Field(
+        default=None, description="skip a run when one already succeeded this 'day' or 'hour'"
+    )
+    requires: tuple[str, ...] = Field(
+        default=(), description="job ids that must have succeeded within `requires_within`"
+    )
+    requires_within_seconds: float | None = Field(default=None, gt=0)
+
+
+class JobView(BaseModel):
+    """A job as the catalog shows it: JSON, readable without importing job code."""
+
+    id: str
+    name: str
+    func: str
+    trigger: TriggerSpec
+    trigger_text: str
+    state: JobState = JobState.SCHEDULED
+    next_run_time: datetime | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    options: JobOptions = JobOptions()
+    source: JobSource = JobSource.CODE
+    fingerprint: str = ""
+    expected_interval_seconds: float | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    def public_kwargs(self) -> dict[str, Any]:
+        """kwargs with the values of secret keys masked."""
+        return {
+            key: "***" if key in self.options.secret_kwargs else value
+            for key, value in self.kwargs.items()
+        }
+
+
+class Run(BaseModel):
+    """One execution attempt (or a fire time that was missed or skipped)."""
+
+    run_id: str = Field(default_factory=new_id)
+    job_id: str
+    scheduled_time: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    outcome: Outcome = Outcome.RUNNING
+    attempt: int = 1
+    manual: bool = False
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    instance_id: str = ""
+
+    def finish(
+        self, outcome: Outcome, *, error: BaseException | None = None, tb: str | None = None
+    ) -> Run:
+        """A copy of this run, finished now with ``outcome``."""
+        finished = utcnow()
+        started = self.started_at or finished
+        return self.model_copy(
+            update={
+                "outcome": outcome,
+                "finished_at": finished,
+                "started_at": started,
+                "duration_seconds": (finished - started).total_seconds(),
+                "error_type": type(error).__name__ if error is not None else self.error_type,
+                "error_message": truncate(str(error), MAX_ERROR_MESSAGE_CHARS)
+                if error is not None
+                else self.error_message,
+                "traceback": truncate(tb, MAX_TRACEBACK_CHARS) if tb else self.traceback,
+            }
+        )
+
+
+class RunSummary(BaseModel):
+    """Per-job digest of run history, kept by the backend as runs are saved."""
+
+    job_id: str
+    last_run_at: datetime | None = None
+    last_outcome: Outcome | None = None
+    last_duration_seconds: float | None = None
+    last_success_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    consecutive_failures: int = 0
+
+
+class CommandKind(StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    RUN = "run"
+    RESCHEDULE = "reschedule"
+    MODIFY = "modify"
+    ADD = "add"
+    REMOVE = "remove"
+
+
+class CommandState(StrEnum):
+    PENDING = "pending"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+
+
+class Command(BaseModel):
+    """A change requested through the API, applied (or rejected) by the leader."""
+
+    id: str = Field(default_factory=new_id)
+    kind: CommandKind
+    job_id: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    state: CommandState = CommandState.PENDING
+    reason: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class InstanceRole(StrEnum):
+    LEADER = "leader"
+    STANDBY = "standby"
+    STOPPING = "stopping"
+
+
+class Instance(BaseModel):
+    """A scheduler process, as its heartbeat describes it."""
+
+    id: str
+    host: str
+    pid: int
+    role: InstanceRole = InstanceRole.STANDBY
+    version: str
+    started_at: datetime
+    last_seen: datetime = Field(default_factory=utcnow)
+
+
+def truncate(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 20] + "\n…[truncated]"
+
+
+class AddJob(BaseModel):
+    """Payload of an ``add`` command: schedule a registered function."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    func: str = Field(description="registered function as 'module:qualname'")
+    trigger: TriggerSpec
+    name: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    options: JobOptions = JobOptions()
+
+
+class Reschedule(BaseModel):
+    """Payload of a ``reschedule`` command."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trigger: TriggerSpec
+
+
+class ModifyJob(BaseModel):
+    """Payload of a ``modify`` command: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    trigger: TriggerSpec | None = None
+    kwargs: dict[str, Any] | None = None
+    options: dict[str, Any] | None = Field(
+        default=None, description="JobOptions fields to change"
+    )

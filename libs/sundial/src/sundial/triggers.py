@@ -1,0 +1,167 @@
+"""Triggers as data: validated, JSON-serialisable, describable in words.
+
+The catalog and the command channel carry triggers as these records; the scheduler turns
+them into APScheduler triggers with :func:`to_apscheduler`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CRON_FIELDS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
+DAYS_OF_WEEK = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+SAMPLE_FIRES = 5
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC") from None
+    return value
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timezone: str = "UTC"
+    jitter: int | None = Field(default=None, ge=0, description="random delay, seconds")
+
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_timezone(v)))
+
+
+class CronSpec(_Spec):
+    """A cron schedule: five-field crontab text, or APScheduler's named fields."""
+
+    type: Literal["cron"] = "cron"
+    expression: str | None = None
+    fields: dict[str, str] = Field(default_factory=dict)
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> CronSpec:
+        if bool(self.expression) == bool(self.fields):
+            raise ValueError("give either crontab text or cron fields, not both or neither")
+        unknown = set(self.fields) - set(CRON_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"unknown cron field(s) {sorted(unknown)}; use {', '.join(CRON_FIELDS)}"
+            )
+        self.build()
+        return self
+
+    def build(self) -> CronTrigger:
+        tz = ZoneInfo(self.timezone)
+        extra = {"start_date": self.start_date, "end_date": self.end_date, "jitter": self.jitter}
+        try:
+            if self.expression:
+                trigger = CronTrigger.from_crontab(self.expression, timezone=tz)
+                if any(extra.values()):
+                    trigger = CronTrigger(
+                        **_crontab_fields(self.expression), timezone=tz, **extra
+                    )
+                return trigger
+            return CronTrigger(**self.fields, timezone=tz, **extra)
+        except ValueError as error:
+            what = f"cron expression {self.expression!r}" if self.expression else "cron fields"
+            raise ValueError(f"invalid {what}: {error}") from None
+
+    def describe(self) -> str:
+        if self.expression:
+            text = f"cron '{self.expression}'"
+        else:
+            text = "cron " + " ".join(f"{k}={v}" for k, v in self.fields.items())
+        return f"{text} ({self.timezone})"
+
+
+class IntervalSpec(_Spec):
+    """Every fixed number of seconds, optionally from a start date."""
+
+    type: Literal["interval"] = "interval"
+    seconds: float = Field(gt=0)
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+
+    def build(self) -> IntervalTrigger:
+        return IntervalTrigger(
+            seconds=self.seconds,
+            start_date=self.start_date,
+            end_date=self.end_date,
+            timezone=ZoneInfo(self.timezone),
+            jitter=self.jitter,
+        )
+
+    def describe(self) -> str:
+        return f"every {_words(self.seconds)}"
+
+
+class DateSpec(_Spec):
+    """Once, at a given moment."""
+
+    type: Literal["date"] = "date"
+    run_at: datetime
+
+    @field_validator("run_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("run_at needs a time zone offset, e.g. 2030-01-01T06:00:00Z")
+        return value
+
+    def build(self) -> DateTrigger:
+        return DateTrigger(run_date=self.run_at, timezone=ZoneInfo(self.timezone))
+
+    def describe(self) -> str:
+        return f"once at {self.run_at.isoformat()}"
+
+
+TriggerSpec = Annotated[CronSpec | IntervalSpec | DateSpec, Field(discriminator="type")]
+
+
+def to_apscheduler(spec: CronSpec | IntervalSpec | DateSpec) -> BaseTrigger:
+    return spec.build()
+
+
+def expected_interval(spec: CronSpec | IntervalSpec | DateSpec, now: datetime) -> float | None:
+    """Seconds between fires for a recurring trigger (the longest gap seen in a sample)."""
+    if isinstance(spec, IntervalSpec):
+        return spec.seconds
+    if isinstance(spec, DateSpec):
+        return None
+    trigger = spec.model_copy(update={"jitter": None}).build()
+    fires: list[datetime] = []
+    previous: datetime | None = None
+    moment = now
+    for _ in range(SAMPLE_FIRES + 1):
+        nxt = trigger.get_next_fire_time(previous, moment)
+        if nxt is None:
+            break
+        fires.append(nxt)
+        previous, moment = nxt, nxt + timedelta(microseconds=1)
+    gaps = [(b - a).total_seconds() for a, b in zip(fires, fires[1:], strict=False)]
+    return max(gaps) if gaps else None
+
+
+def _crontab_fields(expression: str) -> dict[str, Any]:
+    parts = expression.split()
+    if len(parts) != 5:
+        raise ValueError(f"wrong number of fields; got {len(parts)}, expected 5")
+    minute, hour, day, month, day_of_week = parts
+    return {"minute": minute, "hour": hour, "day": day, "month": month, "day_of_week": day_of_week}
+
+
+def _words(seconds: float) -> str:
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}" if count != 1 else unit
+    return f"{seconds:g} seconds" if seconds != 1 else "second"

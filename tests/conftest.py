@@ -1,0 +1,97 @@
+"""Layered fixtures: service URL (given or from testcontainers) -> isolated URL -> backend.
+
+CI sets ``SUNDIAL_TEST_POSTGRES_URL`` and ``SUNDIAL_TEST_REDIS_URL`` to the machine's
+servers; without them the suite starts containers (images from
+``SUNDIAL_TEST_POSTGRES_IMAGE`` / ``SUNDIAL_TEST_REDIS_IMAGE``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from sundial.backends import Backend, open_backend
+
+POSTGRES_IMAGE = os.environ.get("SUNDIAL_TEST_POSTGRES_IMAGE", "postgres:16-alpine")
+REDIS_IMAGE = os.environ.get("SUNDIAL_TEST_REDIS_IMAGE", "redis:7-alpine")
+REDIS_TEST_DB = 9
+BACKENDS = ("sqlite", "postgres", "redis")
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A Postgres server URL (``postgresql+psycopg://``) that may create databases."""
+    url = os.environ.get("SUNDIAL_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer(POSTGRES_IMAGE, driver="psycopg") as container:
+        yield container.get_connection_url()
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> Iterator[str]:
+    url = os.environ.get("SUNDIAL_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    from testcontainers.redis import RedisContainer
+
+    with RedisContainer(REDIS_IMAGE) as container:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(6379)
+        yield f"redis://{host}:{port}/0"
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty database for one test; dropped afterwards."""
+    name = f"sundial_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(postgres_server_url).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    """A Redis database of its own, empty at the start of the test."""
+    url = redis_server_url.rsplit("/", 1)[0] + f"/{REDIS_TEST_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'sundial.db'}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest) -> str:
+    """The URL of an isolated backend of each kind in turn."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture
+def backend(backend_url: str) -> Iterator[Backend]:
+    """A set-up backend of each kind in turn."""
+    instance = open_backend(backend_url)
+    instance.setup()
+    yield instance
+    instance.close()
