@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sys
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 DEFAULT_BACKEND_URL = "sqlite:///./var/sundial.db"
 DEFAULT_JOB_MODULES = ("sundial_scheduler.jobs.examples",)
@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     max_workers: int = Field(default=10, ge=1, le=1000)
     job_defaults: JobDefaults = JobDefaults()
-    job_modules: tuple[str, ...] = DEFAULT_JOB_MODULES
+    job_modules: Annotated[tuple[str, ...], NoDecode] = DEFAULT_JOB_MODULES
     run_retention_days: int = Field(default=30, ge=1)
     leader_lease_seconds: float = Field(default=10, gt=0.5, le=600)
     shutdown_grace_seconds: float = Field(default=30, ge=0)
@@ -114,8 +114,11 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        print(format_validation_error(error), file=sys.stderr)  # noqa: T201
-        raise SystemExit(2) from None
+        message = format_validation_error(error)
+    except SettingsError as error:
+        message = f"invalid configuration: {error}"
+    print(message, file=sys.stderr)  # noqa: T201
+    raise SystemExit(2)
 
 
 @lru_cache(maxsize=1)

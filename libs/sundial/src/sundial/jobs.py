@@ -60,7 +60,8 @@ def cron(
     **fields: str | int,
 ) -> CronSpec:
     """A cron trigger: ``cron("0 6 * * *")`` or ``cron(hour=2, minute=30)``."""
-    return CronSpec(
+    # Unvalidated here: ``@job`` validates it, so the error can name the job.
+    return CronSpec.model_construct(
         expression=expression,
         fields={name: str(value) for name, value in fields.items()},
         timezone=timezone,
@@ -86,7 +87,7 @@ def every(
     total = timedelta(
         weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds
     ).total_seconds()
-    return IntervalSpec(
+    return IntervalSpec.model_construct(
         seconds=total, start_date=start_date, end_date=end_date, timezone=timezone, jitter=jitter
     )
 
@@ -94,7 +95,7 @@ def every(
 def at(when: datetime | str, *, timezone: str = "UTC") -> DateSpec:
     """A one-off trigger at ``when`` (an aware datetime or ISO 8601 text with offset)."""
     run_at = datetime.fromisoformat(when) if isinstance(when, str) else when
-    return DateSpec(run_at=run_at, timezone=timezone)
+    return DateSpec.model_construct(run_at=run_at, timezone=timezone, jitter=None)
 
 
 def func_ref(func: Callable[..., Any]) -> str:
@@ -183,21 +184,21 @@ class Registry:
                     func,
                     trigger,
                     name=name or job_id.replace("_", " ").capitalize(),
-                    options=dict(
-                        timeout_seconds=parse_duration(timeout),
-                        retries=retries,
-                        retry_backoff_seconds=parse_duration(retry_backoff),
-                        max_instances=max_instances,
-                        coalesce=coalesce,
-                        misfire_grace_time=_whole_seconds(parse_duration(misfire_grace_time)),
-                        critical=critical,
-                        description=description or inspect.getdoc(func) or "",
-                        tags=tuple(tags),
-                        secret_kwargs=tuple(secret_kwargs),
-                        unique_per=unique_per,
-                        requires=tuple(requires),
-                        requires_within_seconds=parse_duration(requires_within),
-                    ),
+                    options={
+                        "timeout_seconds": parse_duration(timeout),
+                        "retries": retries,
+                        "retry_backoff_seconds": parse_duration(retry_backoff),
+                        "max_instances": max_instances,
+                        "coalesce": coalesce,
+                        "misfire_grace_time": _whole_seconds(parse_duration(misfire_grace_time)),
+                        "critical": critical,
+                        "description": description or inspect.getdoc(func) or "",
+                        "tags": tuple(tags),
+                        "secret_kwargs": tuple(secret_kwargs),
+                        "unique_per": unique_per,
+                        "requires": tuple(requires),
+                        "requires_within_seconds": parse_duration(requires_within),
+                    },
                     kwargs=dict(kwargs or {}),
                 )
             except (ValueError, TypeError, ValidationError) as error:
@@ -231,6 +232,7 @@ class Registry:
             raise ValueError(f"id already used by {self.jobs[job_id].func_ref}")
         if not isinstance(trigger, CronSpec | IntervalSpec | DateSpec):
             raise TypeError("trigger must come from cron(), every() or at()")
+        trigger = type(trigger).model_validate(dict(trigger))
         if "<locals>" in func.__qualname__ or "<lambda>" in func.__qualname__:
             raise ValueError("job functions must be module-level so the scheduler can import them")
         if options["unique_per"] not in (None, *UNIQUE_PERIODS):
@@ -256,7 +258,8 @@ def _reason(error: Exception) -> str:
     if isinstance(error, ValidationError):
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        return f"{where}: {first['msg'].removeprefix('Value error, ')}" if where else first["msg"]
+        message = first["msg"].removeprefix("Value error, ")
+        return f"{where}: {message}" if where else message
     return str(error)
 
 

@@ -44,5 +44,8 @@ def configure_logging(*, log_format: str = "json", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # APScheduler logs every submission at INFO; Sundial logs runs itself.
+    # Sundial logs and records runs itself, skipped and missed ones included; APScheduler's
+    # own lines about them would say everything twice.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("apscheduler.scheduler").setLevel(max(logging.ERROR, root.level))
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

@@ -228,6 +228,4 @@ class ModifyJob(BaseModel):
     name: str | None = None
     trigger: TriggerSpec | None = None
     kwargs: dict[str, Any] | None = None
-    options: dict[str, Any] | None = Field(
-        default=None, description="JobOptions fields to change"
-    )
+    options: dict[str, Any] | None = Field(default=None, description="JobOptions fields to change")

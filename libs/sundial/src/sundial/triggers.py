@@ -6,6 +6,7 @@ them into APScheduler triggers with :func:`to_apscheduler`.
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -66,9 +67,7 @@ class CronSpec(_Spec):
             if self.expression:
                 trigger = CronTrigger.from_crontab(self.expression, timezone=tz)
                 if any(extra.values()):
-                    trigger = CronTrigger(
-                        **_crontab_fields(self.expression), timezone=tz, **extra
-                    )
+                    trigger = CronTrigger(**_crontab_fields(self.expression), timezone=tz, **extra)
                 return trigger
             return CronTrigger(**self.fields, timezone=tz, **extra)
         except ValueError as error:
@@ -147,7 +146,7 @@ def expected_interval(spec: CronSpec | IntervalSpec | DateSpec, now: datetime) -
             break
         fires.append(nxt)
         previous, moment = nxt, nxt + timedelta(microseconds=1)
-    gaps = [(b - a).total_seconds() for a, b in zip(fires, fires[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(fires)]
     return max(gaps) if gaps else None
 
 

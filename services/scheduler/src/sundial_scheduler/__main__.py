@@ -1,0 +1,3 @@
+from sundial_scheduler.main import main
+
+main()

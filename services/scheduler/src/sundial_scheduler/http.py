@@ -1,0 +1,68 @@
+"""``/metrics``, ``/healthz`` and ``/readyz`` on the scheduler's metrics port."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+class HealthServer:
+    """A small threaded HTTP server; ``port=0`` picks a free port (see :attr:`port`)."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        alive: HealthCheck,
+        ready: HealthCheck,
+    ) -> None:
+        routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
+            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
+            "/healthz": lambda: _json(*alive()),
+            "/readyz": lambda: _json(*ready()),
+        }
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                route = routes.get(self.path.split("?", 1)[0])
+                status, content_type, body = (
+                    route() if route else (404, "text/plain", b"not found\n")
+                )
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Scrapes every few seconds would drown the job logs."""
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="sundial-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _json(ok: bool, body: dict[str, Any]) -> tuple[int, str, bytes]:
+    return (200 if ok else 503), "application/json", json.dumps(body).encode() + b"\n"

@@ -1,0 +1,36 @@
+"""The built-in ``system_maintenance`` job: prunes run history and old commands."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import structlog
+
+from sundial.history import current_run
+from sundial.jobs import Registry, every
+
+MAINTENANCE_JOB_ID = "system_maintenance"
+MAINTENANCE_INTERVAL_HOURS = 6
+
+log = structlog.get_logger("sundial.maintenance")
+
+
+def system_maintenance(retention_days: int) -> None:
+    """Delete runs, claims and finished commands older than the retention period."""
+    run = current_run()
+    cutoff = run.scheduled_time - timedelta(days=retention_days)
+    pruned = run.backend.prune(cutoff)
+    log.info("maintenance.pruned", runs=pruned, older_than=cutoff.isoformat())
+
+
+def register_maintenance(registry: Registry, retention_days: int) -> None:
+    registry.job(
+        every(hours=MAINTENANCE_INTERVAL_HOURS),
+        id=MAINTENANCE_JOB_ID,
+        name="System maintenance",
+        timeout="30m",
+        max_instances=1,
+        coalesce=True,
+        tags=("system",),
+        kwargs={"retention_days": retention_days},
+    )(system_maintenance)

@@ -1,0 +1,254 @@
+"""The scheduler against every backend: what a user sees in run history and the catalog."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from itertools import pairwise
+
+import pytest
+import sample_jobs
+from scheduler_harness import apply, running_scheduler, wait_for, wait_for_runs
+
+from sundial.backends import Backend, open_backend
+from sundial.jobs import Registry, every
+from sundial.models import (
+    Command,
+    CommandKind,
+    CommandState,
+    JobState,
+    Outcome,
+    Run,
+    utcnow,
+)
+from sundial_scheduler.jobs.maintenance import MAINTENANCE_JOB_ID
+
+pytestmark = pytest.mark.integration
+
+
+def _outcomes(runs: list[Run]) -> set[Outcome]:
+    return {run.outcome for run in runs}
+
+
+async def test_jobs_run_on_schedule_and_every_outcome_is_recorded(
+    backend_url: str, backend: Backend
+) -> None:
+    registry = Registry()
+    registry.job(every(seconds=1), id="ok")(sample_jobs.succeed)
+    registry.job(every(seconds=1), id="broken")(sample_jobs.fail)
+    registry.job(every(seconds=1), id="stuck", timeout=0.3)(sample_jobs.hang)
+    registry.job(every(seconds=1), id="overlapping", max_instances=1)(sample_jobs.slow)
+    registry.job(every(seconds=1), id="blocking")(sample_jobs.sync_sleep)
+
+    async with running_scheduler(backend_url, registry):
+        ok = await wait_for_runs(backend, "ok", 4, outcome=Outcome.SUCCESS)
+        broken = await wait_for_runs(backend, "broken", 2)
+        stuck = await wait_for_runs(backend, "stuck", 2, outcome=Outcome.TIMEOUT)
+        skipped = await wait_for_runs(backend, "overlapping", 1, outcome=Outcome.SKIPPED)
+        await wait_for_runs(backend, "blocking", 2, outcome=Outcome.SUCCESS)
+
+    scheduled = sorted(run.scheduled_time for run in ok)
+    assert all(b - a == timedelta(seconds=1) for a, b in pairwise(scheduled)), scheduled
+    for run in ok:
+        assert run.started_at is not None and run.finished_at is not None
+        assert timedelta(0) <= run.started_at - run.scheduled_time < timedelta(seconds=1)
+        assert run.duration_seconds is not None and run.duration_seconds >= 0.01
+    failed = [run for run in broken if run.outcome is Outcome.FAILURE]
+    assert failed and failed[0].error_type == "RuntimeError"
+    assert "503" in (failed[0].error_message or "")
+    assert "sample_jobs.py" in (failed[0].traceback or "")
+    assert "timed out after 0.3s" in (stuck[0].error_message or "")
+    assert "previous run still running" in (skipped[0].error_message or "")
+    leftovers = backend.list_runs(outcome=Outcome.RUNNING, limit=100)
+    assert all(run.outcome is not Outcome.RUNNING for run in leftovers) or not leftovers
+    summaries = backend.run_summaries(["ok", "broken"])
+    assert summaries["ok"].last_outcome is Outcome.SUCCESS
+    assert summaries["broken"].consecutive_failures >= 2
+
+
+async def test_shutdown_interrupts_runs_past_the_grace_period(
+    backend_url: str, backend: Backend
+) -> None:
+    registry = Registry()
+    registry.job(every(seconds=1), id="long", kwargs={"seconds": 30})(sample_jobs.slow)
+    async with running_scheduler(backend_url, registry, shutdown_grace_seconds=0.5):
+        await wait_for_runs(backend, "long", 1, outcome=Outcome.RUNNING)
+    runs = backend.list_runs(job_id="long", limit=100)
+    assert runs and _outcomes(runs) == {Outcome.INTERRUPTED}
+    assert "shut down" in (runs[0].error_message or "")
+
+
+async def test_pause_survives_restart_until_the_code_changes(
+    backend_url: str, backend: Backend
+) -> None:
+    registry = Registry()
+    registry.job(every(seconds=1), id="report")(sample_jobs.succeed)
+    async with running_scheduler(backend_url, registry):
+        await wait_for_runs(backend, "report", 1)
+        done = await apply(backend, Command(kind=CommandKind.PAUSE, job_id="report"))
+        assert done.state is CommandState.APPLIED
+        await wait_for(lambda: backend.get_job("report").state is JobState.PAUSED, 5)
+
+    async with running_scheduler(backend_url, registry):
+        before = len(backend.list_runs(job_id="report", limit=1000))
+        await asyncio.sleep(2.5)
+        view = backend.get_job("report")
+        assert view is not None and view.state is JobState.PAUSED
+        assert view.next_run_time is None
+        assert len(backend.list_runs(job_id="report", limit=1000)) == before
+
+    changed = Registry()
+    changed.job(every(seconds=2), id="report")(sample_jobs.succeed)
+    async with running_scheduler(backend_url, changed):
+        view = await wait_for(lambda: backend.get_job("report"), 5)
+        assert view.state is JobState.SCHEDULED
+        assert view.trigger_text == "every 2 seconds"
+
+
+@pytest.mark.parametrize("coalesce", [False, True])
+async def test_restart_after_downtime_applies_misfire_and_coalesce(
+    backend_url: str, backend: Backend, coalesce: bool
+) -> None:
+    registry = Registry()
+    registry.job(every(seconds=1), id="tick", misfire_grace_time=1, coalesce=coalesce)(
+        sample_jobs.succeed
+    )
+    async with running_scheduler(backend_url, registry):
+        await wait_for_runs(backend, "tick", 1)
+    stopped = utcnow()
+    await asyncio.sleep(4)
+    async with running_scheduler(backend_url, registry):
+        await wait_for(
+            lambda: any(
+                r.started_at and r.started_at > stopped + timedelta(seconds=4)
+                for r in backend.list_runs(job_id="tick", limit=100)
+            ),
+            10,
+        )
+    after = [r for r in backend.list_runs(job_id="tick", limit=1000) if r.scheduled_time > stopped]
+    missed = [r for r in after if r.outcome is Outcome.MISSED]
+    if coalesce:
+        assert not missed
+    else:
+        assert len(missed) >= 2
+        assert all("misfire_grace_time" in (r.error_message or "") for r in missed)
+    fire_times = [r.scheduled_time for r in after]
+    assert len(fire_times) == len(set(fire_times)), "a fire time was recorded twice"
+
+
+async def test_a_claimed_fire_time_never_runs_twice(backend_url: str, backend: Backend) -> None:
+    """Two leaders for a moment (two schedulers on one store) still run each fire time once."""
+    registry = Registry()
+    registry.job(every(seconds=1), id="once")(sample_jobs.succeed)
+    async with running_scheduler(backend_url, registry) as first:
+        await wait_for_runs(backend, "once", 2)
+        second = open_backend(backend_url)
+        moment = utcnow().replace(microsecond=0)
+        results = await asyncio.gather(
+            asyncio.to_thread(backend.claim_run, "once", moment, "a"),
+            asyncio.to_thread(second.claim_run, "once", moment, "b"),
+        )
+        second.close()
+        assert sorted(results) == [False, True]
+        view = first.view("once")
+        assert view is not None
+        runs = await wait_for_runs(backend, "once", 4)
+    finished = [r for r in runs if r.outcome is Outcome.SUCCESS]
+    assert len({r.scheduled_time for r in finished}) == len(finished)
+
+
+async def test_commands_change_jobs_and_run_now_leaves_the_schedule(
+    backend_url: str, backend: Backend
+) -> None:
+    registry = Registry()
+    registry.job(every(hours=1), id="hourly")(sample_jobs.succeed)
+    registry.task(sample_jobs.greet)
+    async with running_scheduler(backend_url, registry):
+        before = backend.get_job("hourly")
+        assert before is not None and before.next_run_time is not None
+        done = await apply(backend, Command(kind=CommandKind.RUN, job_id="hourly"))
+        assert done.state is CommandState.APPLIED
+        runs = await wait_for_runs(backend, "hourly", 1, outcome=Outcome.SUCCESS)
+        assert runs[0].manual
+        assert backend.get_job("hourly").next_run_time == before.next_run_time
+
+        rescheduled = await apply(
+            backend,
+            Command(
+                kind=CommandKind.RESCHEDULE,
+                job_id="hourly",
+                payload={"trigger": {"type": "cron", "expression": "*/5 * * * *"}},
+            ),
+        )
+        assert rescheduled.state is CommandState.APPLIED
+        view = await wait_for(lambda: backend.get_job("hourly"), 5)
+        await wait_for(lambda: backend.get_job("hourly").trigger.type == "cron", 5)
+
+        added = await apply(
+            backend,
+            Command(
+                kind=CommandKind.ADD,
+                job_id="greeting",
+                payload={
+                    "func": "sample_jobs:greet",
+                    "trigger": {"type": "interval", "seconds": 1},
+                    "kwargs": {"name": "ada"},
+                },
+            ),
+        )
+        assert added.state is CommandState.APPLIED, added.reason
+        await wait_for_runs(backend, "greeting", 1, outcome=Outcome.SUCCESS)
+
+        bad_kwargs = await apply(
+            backend,
+            Command(
+                kind=CommandKind.ADD,
+                job_id="greeting2",
+                payload={
+                    "func": "sample_jobs:greet",
+                    "trigger": {"type": "interval", "seconds": 1},
+                    "kwargs": {"nme": "ada"},
+                },
+            ),
+        )
+        assert bad_kwargs.state is CommandState.REJECTED
+        assert "kwargs" in (bad_kwargs.reason or "")
+        unknown = await apply(
+            backend,
+            Command(
+                kind=CommandKind.ADD,
+                job_id="evil",
+                payload={"func": "os:system", "trigger": {"type": "interval", "seconds": 1}},
+            ),
+        )
+        assert unknown.state is CommandState.REJECTED
+        assert "unknown function 'os:system'" in (unknown.reason or "")
+        missing = await apply(backend, Command(kind=CommandKind.PAUSE, job_id="nope"))
+        assert missing.state is CommandState.REJECTED and "unknown job" in (missing.reason or "")
+
+        removed = await apply(backend, Command(kind=CommandKind.REMOVE, job_id="greeting"))
+        assert removed.state is CommandState.APPLIED
+        await wait_for(lambda: backend.get_job("greeting") is None, 5)
+        assert view is not None
+
+
+async def test_system_maintenance_prunes_history_past_retention(
+    backend_url: str, backend: Backend
+) -> None:
+    old = utcnow() - timedelta(days=45)
+    recent = utcnow() - timedelta(days=1)
+    backend.save_runs(
+        [
+            Run(job_id="legacy", scheduled_time=t, started_at=t, finished_at=t, outcome=o)
+            for t in (old, recent)
+            for o in (Outcome.SUCCESS, Outcome.FAILURE)
+        ]
+    )
+    registry = Registry()
+    async with running_scheduler(backend_url, registry, run_retention_days=30):
+        done = await apply(backend, Command(kind=CommandKind.RUN, job_id=MAINTENANCE_JOB_ID))
+        assert done.state is CommandState.APPLIED
+        await wait_for_runs(backend, MAINTENANCE_JOB_ID, 1, outcome=Outcome.SUCCESS)
+    kept = backend.list_runs(job_id="legacy", limit=100)
+    assert {r.scheduled_time.date() for r in kept} == {recent.date()}
+    assert len(kept) == 2
