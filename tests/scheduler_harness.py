@@ -44,7 +44,7 @@ async def running_scheduler(
     )
     task = asyncio.create_task(scheduler.run())
     try:
-        await wait_for(lambda: scheduler.scheduling or task.done(), timeout=15)
+        await wait_for(lambda: scheduler.scheduling or task.done(), within=15)
         if task.done():
             task.result()
         assert await asyncio.to_thread(scheduler.writer.flush, 10)
@@ -54,27 +54,27 @@ async def running_scheduler(
         await asyncio.wait_for(task, timeout=30)
 
 
-async def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.05) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Callable[[], T], within: float, interval: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
 
 
 async def wait_for_runs(
-    backend: Backend, job_id: str, count: int, timeout: float = 15, **filters: Any
+    backend: Backend, job_id: str, count: int, within: float = 15, **filters: Any
 ) -> list[Run]:
     """At least ``count`` runs of ``job_id`` (newest first) once they are recorded."""
 
     async def fetch() -> list[Run]:
         return await asyncio.to_thread(backend.list_runs, job_id=job_id, limit=1000, **filters)
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         runs = await fetch()
         if len(runs) >= count:
@@ -84,7 +84,7 @@ async def wait_for_runs(
         await asyncio.sleep(0.1)
 
 
-async def apply(backend: Backend, command: Command, timeout: float = 10) -> Command:
+async def apply(backend: Backend, command: Command, within: float = 10) -> Command:
     """Enqueue ``command`` as the API does and wait until the leader finishes it."""
     await asyncio.to_thread(backend.enqueue_command, command)
 
@@ -92,11 +92,11 @@ async def apply(backend: Backend, command: Command, timeout: float = 10) -> Comm
         current = await asyncio.to_thread(backend.get_command, command.id)
         return current if current and current.state is not CommandState.PENDING else None
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         done = await finished()
         if done is not None:
             return done
         if time.monotonic() > deadline:
-            raise AssertionError(f"command {command.kind} not applied within {timeout}s")
+            raise AssertionError(f"command {command.kind} not applied within {within}s")
         await asyncio.sleep(0.05)
