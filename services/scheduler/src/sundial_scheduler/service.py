@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -48,6 +48,7 @@ COMMAND_BATCH = 100
 COMMAND_WAIT_SECONDS = 1.0
 SETUP_RETRY_MAX_SECONDS = 10.0
 WRITER_FLUSH_SECONDS = 10.0
+ORPHAN_SWEEP_TICKS = 5
 
 
 class SundialScheduler:
@@ -99,6 +100,7 @@ class SundialScheduler:
         self._lease_until = 0.0
         self._ready = False
         self._last_tick = time.monotonic()
+        self._ticks = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self.http: HealthServer | None = None
@@ -197,6 +199,9 @@ class SundialScheduler:
                 self._lease_until = started + self._lease
                 await self._promote()
             await self._io(self.backend.heartbeat, self._instance(self.role))
+            self._ticks += 1
+            if self._leading and self._ticks % ORPHAN_SWEEP_TICKS == 0:
+                await self._interrupt_orphans()
         except Exception as error:
             if not isinstance(error, BackendError | TimeoutError):
                 log.exception("leadership.failed")
@@ -212,14 +217,21 @@ class SundialScheduler:
         if self._leading:
             self.metrics.set_job_counts(Counter(view.state for view in self.views()))
 
+    async def _interrupt_orphans(self) -> None:
+        """Mark runs of instances whose heartbeat stopped as interrupted."""
+        cutoff = utcnow() - timedelta(seconds=max(3 * self._tick, self._lease))
+        instances = await self._io(self.backend.list_instances)
+        live = {i.id for i in instances if i.last_seen >= cutoff} | {self.instance_id}
+        interrupted = await self._io(self.backend.interrupt_orphaned_runs, live)
+        if interrupted:
+            log.warning("runs.interrupted", count=interrupted, reason="their instance stopped")
+
     async def _promote(self) -> None:
         log.info("leader.promoted", instance=self.instance_id)
         self._leading = True
         self.metrics.set_leader(True)
         try:
-            interrupted = await self._io(self.backend.interrupt_orphaned_runs, {self.instance_id})
-            if interrupted:
-                log.warning("runs.interrupted", count=interrupted, reason="previous leader died")
+            await self._interrupt_orphans()
             await self._io(self._start_engine)
         except Exception:
             await self._demote("could not start the scheduler engine")
@@ -230,47 +242,64 @@ class SundialScheduler:
         )
         self._command_thread.start()
 
+    def _stop_engine(self) -> None:
+        """Stop APScheduler without waiting: its thread may be stuck in a store call."""
+        engine, self._engine = self._engine, None
+        self._command_stop.set()
+        if engine is not None and engine.running:
+            threading.Thread(
+                target=engine.shutdown, kwargs={"wait": False}, name="sundial-engine-stop"
+            ).start()
+
     async def _demote(self, reason: str) -> None:
         log.warning("leader.demoted", instance=self.instance_id, reason=reason)
         self._leading = False
         self._lease_until = 0.0
         self.metrics.set_leader(False)
-        self._command_stop.set()
-        engine, self._engine = self._engine, None
-        if engine is not None and engine.running:
-            engine.shutdown(wait=False)
-        if self._command_thread is not None:
-            await self._io(self._command_thread.join, COMMAND_WAIT_SECONDS * 5)
+        self._stop_engine()
         with self._views_lock:
             self._views = {}
         self.metrics.forget_jobs()
 
     async def _shutdown(self) -> None:
+        """SIGTERM: no new runs, hand leadership over at once, drain, record, leave."""
         log.info("scheduler.stopping", instance=self.instance_id)
         leading = self._leading
-        engine = self._engine
-        if engine is not None and engine.running:
-            engine.shutdown(wait=False)  # no new runs from here on
-        self._command_stop.set()
+        self._leading = False
+        self._stop_engine()
+        try:
+            if leading:
+                await self._io(self.backend.release_leadership, self.instance_id)
+                self.metrics.set_leader(False)
+        except (BackendError, TimeoutError) as error:
+            log.warning("shutdown.backend_unreachable", error=str(error))
+        # Heartbeats go on while draining, so the next leader leaves our runs alone.
+        heartbeat = asyncio.create_task(self._heartbeat_while_stopping())
         interrupted = await self.runner.drain(self.settings.shutdown_grace_seconds)
+        heartbeat.cancel()
         if interrupted:
             log.warning("shutdown.interrupted", runs=interrupted)
         saved = await self._loop_run(self.writer.stop, WRITER_FLUSH_SECONDS)
         try:
-            if leading:
-                await self._io(self.backend.release_leadership, self.instance_id)
             await self._io(self.backend.remove_instance, self.instance_id)
         except (BackendError, TimeoutError) as error:
             log.warning("shutdown.backend_unreachable", error=str(error))
-        self._leading = False
         if self._command_thread is not None:
-            self._command_thread.join(COMMAND_WAIT_SECONDS * 5)
+            await self._loop_run(self._command_thread.join, COMMAND_WAIT_SECONDS * 5)
         if self.http is not None:
             self.http.stop()
         self._io_pool.shutdown(wait=False, cancel_futures=True)
         self._job_pool.shutdown(wait=False, cancel_futures=True)
         self.backend.close()
         log.info("scheduler.stopped", instance=self.instance_id, history_saved=saved)
+
+    async def _heartbeat_while_stopping(self) -> None:
+        while True:
+            try:
+                await self._io(self.backend.heartbeat, self._instance(InstanceRole.STOPPING))
+            except (BackendError, TimeoutError):
+                pass
+            await asyncio.sleep(self._tick)
 
     # -- the engine (leader only) --------------------------------------------------------
     def _start_engine(self) -> None:
