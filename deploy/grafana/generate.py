@@ -1,0 +1,516 @@
+#!/usr/bin/env python3
+"""The "Sundial / Overview" Grafana dashboard, as code.
+
+Run ``python deploy/grafana/generate.py`` to rewrite ``dashboards/sundial-overview.json``;
+``tests/unit/test_dashboard.py`` fails when the committed file differs from this output.
+Standard library only. Every panel and query names the provisioned datasource by its fixed
+uid, so file provisioning needs no ``__inputs`` / ``${DS_...}`` placeholders.
+
+``panel_queries()`` lists every query with its template variables filled in, for tests
+that run them against a live Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+DASHBOARD_FILE = Path(__file__).with_name("dashboards") / "sundial-overview.json"
+UID = "sundial-overview"
+TITLE = "Sundial / Overview"
+DATASOURCE = {"type": "prometheus", "uid": "sundial-prometheus"}
+
+SCHEDULER = 'job="sundial-scheduler"'
+API = 'job="sundial-api"'
+JOB = 'job_id=~"$job_id"'
+RATE = "$__rate_interval"
+
+# Values that stand for the template variables outside Grafana: every job, and the
+# rate window Grafana would pick for a 15 s scrape interval.
+VARIABLE_VALUES: Mapping[str, str] = {"job_id": ".*", "__rate_interval": "1m"}
+
+# Panels whose queries are empty when all is well (nothing is running right now).
+EMPTY_WHEN_HEALTHY = frozenset({"Oldest running"})
+
+Panel = dict[str, Any]
+
+
+class PanelQuery(NamedTuple):
+    title: str
+    expr: str
+    may_be_empty: bool
+
+
+def target(expr: str, ref: str, legend: str = "", *, table: bool = False) -> dict[str, Any]:
+    t: dict[str, Any] = {"datasource": DATASOURCE, "refId": ref, "expr": expr}
+    if table:
+        t |= {"format": "table", "instant": True, "range": False}
+    else:
+        t |= {"legendFormat": legend or "__auto", "range": True}
+    return t
+
+
+def _targets(queries: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    return [target(expr, chr(ord("A") + i), legend) for i, (expr, legend) in enumerate(queries)]
+
+
+def _thresholds(*steps: tuple[str, float | None]) -> dict[str, Any]:
+    return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in steps]}
+
+
+def stat(
+    title: str,
+    queries: Sequence[tuple[str, str]],
+    *,
+    unit: str = "short",
+    thresholds: dict[str, Any] | None = None,
+    mappings: list[dict[str, Any]] | None = None,
+    description: str = "",
+) -> Panel:
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": _targets(queries),
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "thresholds": thresholds or _thresholds(("green", None)),
+                "mappings": mappings or [],
+            },
+            "overrides": [],
+        },
+        "options": {
+            "colorMode": "background",
+            "graphMode": "none",
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "textMode": "value_and_name",
+        },
+    }
+
+
+def timeseries(
+    title: str,
+    queries: Sequence[tuple[str, str]],
+    *,
+    unit: str = "short",
+    description: str = "",
+    stack: bool = False,
+) -> Panel:
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": _targets(queries),
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "custom": {"stacking": {"mode": "normal" if stack else "none"}},
+            },
+            "overrides": [],
+        },
+        "options": {"legend": {"displayMode": "table", "placement": "right", "calcs": ["max"]}},
+    }
+
+
+def row(title: str) -> Panel:
+    return {"type": "row", "title": title, "collapsed": False, "panels": []}
+
+
+def _value_map(mapping: Mapping[str, tuple[str, str]]) -> list[dict[str, Any]]:
+    options = {k: {"text": text, "color": color} for k, (text, color) in mapping.items()}
+    return [{"type": "value", "options": options}]
+
+
+def _override(name: str, **props: Any) -> dict[str, Any]:
+    return {
+        "matcher": {"id": "byName", "options": name},
+        "properties": [{"id": k, "value": v} for k, v in props.items()],
+    }
+
+
+JOBS_TABLE_COLUMNS: list[tuple[str, str, dict[str, Any]]] = [
+    (
+        "State",
+        f"count by (job_id) (sundial_job_next_run_timestamp_seconds{{{SCHEDULER},{JOB}}})\n"
+        f"or on (job_id) 0 * max by (job_id) (sundial_job_info{{{SCHEDULER},{JOB}}})",
+        {"mappings": _value_map({"1": ("scheduled", "green"), "0": ("paused", "blue")})},
+    ),
+    (
+        "Next run",
+        f"1000 * max by (job_id) (sundial_job_next_run_timestamp_seconds{{{SCHEDULER},{JOB}}})",
+        {"unit": "dateTimeFromNow"},
+    ),
+    (
+        "Last success",
+        "1000 * max by (job_id) "
+        f"(sundial_job_last_success_timestamp_seconds{{{SCHEDULER},{JOB}}} > 0)",
+        {"unit": "dateTimeFromNow"},
+    ),
+    (
+        "Last outcome",
+        "sgn(\n"
+        f"  max by (job_id) (sundial_job_last_success_timestamp_seconds{{{SCHEDULER},{JOB}}})\n"
+        f"  - max by (job_id) (sundial_job_last_failure_timestamp_seconds{{{SCHEDULER},{JOB}}})\n"
+        ")",
+        {
+            "mappings": _value_map(
+                {"1": ("success", "green"), "-1": ("failure", "red"), "0": ("no run yet", "text")}
+            )
+        },
+    ),
+    (
+        "Mean duration 24h",
+        "sum by (job_id) "
+        f"(increase(sundial_job_duration_seconds_sum{{{SCHEDULER},{JOB}}}[1d]))\n"
+        "/ sum by (job_id) "
+        f"(increase(sundial_job_duration_seconds_count{{{SCHEDULER},{JOB}}}[1d]))",
+        {"unit": "s"},
+    ),
+    (
+        "Failures 24h",
+        "round(sum by (job_id) (increase(sundial_job_runs_total"
+        f'{{{SCHEDULER},{JOB},outcome=~"failure|timeout"}}[1d])))',
+        {
+            "color": {"mode": "thresholds"},
+            "custom.cellOptions": {"type": "color-text"},
+            "thresholds": _thresholds(("green", None), ("red", 1)),
+        },
+    ),
+    (
+        "Missed 24h",
+        "round(sum by (job_id) (increase(sundial_job_runs_total"
+        f'{{{SCHEDULER},{JOB},outcome="missed"}}[1d])))',
+        {
+            "color": {"mode": "thresholds"},
+            "custom.cellOptions": {"type": "color-text"},
+            "thresholds": _thresholds(("green", None), ("orange", 1)),
+        },
+    ),
+]
+
+
+def jobs_table() -> Panel:
+    """One row per job: instant queries merged on job_id, then renamed."""
+    info = f"max by (job_id, name, trigger, critical) (sundial_job_info{{{SCHEDULER},{JOB}}})"
+    targets = [target(info, "INFO", table=True)]
+    renames = {"job_id": "Job", "name": "Name", "trigger": "Trigger", "critical": "Critical"}
+    overrides = []
+    for i, (column, expr, props) in enumerate(JOBS_TABLE_COLUMNS):
+        ref = chr(ord("A") + i)
+        targets.append(target(expr, ref, table=True))
+        renames[f"Value #{ref}"] = column
+        overrides.append(_override(column, **props))
+    return {
+        "type": "table",
+        "title": "Jobs",
+        "description": "Failures count failed and timed-out runs.",
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "transformations": [
+            {"id": "merge", "options": {}},
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True, "Value #INFO": True},
+                    "renameByName": renames,
+                },
+            },
+        ],
+        "fieldConfig": {"defaults": {}, "overrides": overrides},
+        "options": {"showHeader": True, "sortBy": [{"displayName": "Job", "desc": False}]},
+    }
+
+
+def quantiles(metric: str, by: str, selector: str) -> list[tuple[str, str]]:
+    return [
+        (
+            f"histogram_quantile({q},\n"
+            f"  sum by ({by}, le) (rate({metric}_bucket{{{selector}}}[{RATE}])))",
+            f"{{{{{by}}}}} p{round(q * 100)}",
+        )
+        for q in (0.5, 0.95, 0.99)
+    ]
+
+
+def health_row() -> list[Panel]:
+    up_down = _thresholds(("red", None), ("green", 1))
+    return [
+        row("Health"),
+        stat(
+            "Schedulers up",
+            [(f"count(up{{{SCHEDULER}}} == 1) or vector(0)", "up")],
+            thresholds=_thresholds(("red", None), ("orange", 1), ("green", 2)),
+            description="Scheduler instances Prometheus can scrape (leader and standbys).",
+        ),
+        stat(
+            "Leaders",
+            [(f"sum(sundial_scheduler_leader{{{SCHEDULER}}})", "leaders")],
+            thresholds=_thresholds(("red", None), ("green", 1), ("red", 2)),
+            description="Exactly one scheduler must hold the leader lock.",
+        ),
+        stat(
+            "Backend up",
+            [
+                (f"min(sundial_backend_up{{{SCHEDULER}}})", "from schedulers"),
+                (f"min(sundial_catalog_backend_up{{{API}}})", "from API"),
+            ],
+            thresholds=up_down,
+            mappings=_value_map({"1": ("up", "green"), "0": ("down", "red")}),
+        ),
+        stat(
+            "Heartbeat age",
+            [(f"min(sundial_catalog_scheduler_heartbeat_age_seconds{{{API}}})", "freshest")],
+            unit="s",
+            thresholds=_thresholds(("green", None), ("orange", 30), ("red", 60)),
+            description="Age of the freshest scheduler heartbeat in the backend, per the API.",
+        ),
+        stat(
+            "Firing alerts",
+            [('count(ALERTS{alertstate="firing", alertname!="Watchdog"}) or vector(0)', "firing")],
+            thresholds=_thresholds(("green", None), ("red", 1)),
+            description="Alerts firing in Prometheus, the always-firing Watchdog left out.",
+        ),
+        stat(
+            "Jobs by state",
+            [(f"max by (state) (sundial_jobs{{{SCHEDULER}}})", "{{state}}")],
+        ),
+    ]
+
+
+def runs_rows() -> list[Panel]:
+    return [
+        row("Jobs"),
+        jobs_table(),
+        row("Runs"),
+        timeseries(
+            "Runs by outcome",
+            [
+                (
+                    "60 * sum by (outcome) "
+                    f"(rate(sundial_job_runs_total{{{SCHEDULER},{JOB}}}[{RATE}]))",
+                    "{{outcome}}",
+                )
+            ],
+            unit="short",
+            stack=True,
+            description="Runs per minute.",
+        ),
+        timeseries(
+            "Duration p50 / p95 / p99 by job",
+            quantiles("sundial_job_duration_seconds", "job_id", f"{SCHEDULER},{JOB}"),
+            unit="s",
+        ),
+        timeseries(
+            "Start lag p50 / p95 / p99 by job",
+            quantiles("sundial_job_lag_seconds", "job_id", f"{SCHEDULER},{JOB}"),
+            unit="s",
+            description="Actual start minus scheduled time.",
+        ),
+        timeseries(
+            "Running now",
+            [(f"max by (job_id) (sundial_job_running{{{SCHEDULER},{JOB}}})", "{{job_id}}")],
+            stack=True,
+        ),
+        timeseries(
+            "Oldest running",
+            [
+                (f"sundial_job:running_for_seconds{{{JOB}}}", "{{job_id}} running for"),
+                (
+                    f"sundial_job:too_long_threshold_seconds{{{JOB}}}\n"
+                    f"and on (job_id) sundial_job:running_for_seconds{{{JOB}}}",
+                    "{{job_id}} alert threshold",
+                ),
+            ],
+            unit="s",
+            description=(
+                "How long each running job's oldest run has been going, against the "
+                "SundialJobTooLong threshold. Empty when nothing runs."
+            ),
+        ),
+    ]
+
+
+def api_row() -> list[Panel]:
+    return [
+        row("API"),
+        timeseries(
+            "API requests by status",
+            [
+                (
+                    f"sum by (status) (rate(sundial_http_requests_total{{{API}}}[{RATE}]))",
+                    "{{status}}",
+                )
+            ],
+            unit="reqps",
+            stack=True,
+        ),
+        timeseries(
+            "API server error ratio",
+            [
+                (
+                    f'(sum(rate(sundial_http_requests_total{{{API},status=~"5.."}}[{RATE}])) '
+                    "or vector(0))\n"
+                    f"/ sum(rate(sundial_http_requests_total{{{API}}}[{RATE}]))",
+                    "5xx",
+                )
+            ],
+            unit="percentunit",
+        ),
+        timeseries(
+            "API latency p95 by route",
+            [
+                (
+                    "histogram_quantile(0.95,\n"
+                    "  sum by (route, le) (rate(sundial_http_request_duration_seconds_bucket"
+                    f"{{{API}}}[{RATE}])))",
+                    "{{route}}",
+                )
+            ],
+            unit="s",
+        ),
+    ]
+
+
+def resources_row() -> list[Panel]:
+    sundial = 'job=~"sundial-scheduler|sundial-api"'
+    return [
+        row("Resources"),
+        timeseries(
+            "Memory against limit",
+            [
+                (f"process_resident_memory_bytes{{{sundial}}}", "{{job}} {{instance}}"),
+                ("sundial:memory_limit_bytes", "{{job}} limit"),
+            ],
+            unit="bytes",
+            description="Resident memory; SundialMemoryHigh fires at 90% of the limit.",
+        ),
+        timeseries(
+            "CPU against limit",
+            [
+                (f"rate(process_cpu_seconds_total{{{sundial}}}[{RATE}])", "{{job}} {{instance}}"),
+                ("sundial:cpu_limit_cores", "{{job}} limit"),
+            ],
+            unit="short",
+            description="CPU cores used.",
+        ),
+        timeseries(
+            "Backend errors",
+            [
+                (
+                    "sum by (operation) "
+                    f"(rate(sundial_backend_errors_total{{{SCHEDULER}}}[{RATE}])) or vector(0)",
+                    "{{operation}}",
+                )
+            ],
+            unit="ops",
+        ),
+    ]
+
+
+# Grid: 24 columns. Stats share a row; graphs come two to a row; the table is full width.
+_WIDTH = {"row": 24, "stat": 4, "timeseries": 12, "table": 24}
+_HEIGHT = {"row": 1, "stat": 4, "timeseries": 8, "table": 10}
+
+
+def _layout(panels: list[Panel]) -> list[Panel]:
+    x = y = line_height = 0
+    for number, panel in enumerate(panels, start=1):
+        w, h = _WIDTH[panel["type"]], _HEIGHT[panel["type"]]
+        if x + w > 24:
+            x, y, line_height = 0, y + line_height, 0
+        panel["id"] = number
+        panel["gridPos"] = {"x": x, "y": y, "w": w, "h": h}
+        x += w
+        line_height = max(line_height, h)
+    return panels
+
+
+def dashboard() -> dict[str, Any]:
+    """The dashboard JSON model."""
+    panels = _layout([*health_row(), *runs_rows(), *api_row(), *resources_row()])
+    return {
+        "uid": UID,
+        "title": TITLE,
+        "description": "Sundial scheduler health, jobs, runs, API and resources (SPEC §9).",
+        "tags": ["sundial"],
+        "timezone": "utc",
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": "30s",
+        "schemaVersion": 38,
+        "version": 1,
+        "time": {"from": "now-6h", "to": "now"},
+        "links": [],
+        "templating": {
+            "list": [
+                {
+                    "name": "job_id",
+                    "label": "Job",
+                    "type": "query",
+                    "datasource": DATASOURCE,
+                    "query": {
+                        "query": "label_values(sundial_job_info, job_id)",
+                        "refId": "job_id",
+                    },
+                    "definition": "label_values(sundial_job_info, job_id)",
+                    "refresh": 2,
+                    "multi": True,
+                    "includeAll": True,
+                    "allValue": VARIABLE_VALUES["job_id"],
+                    "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+                    "sort": 1,
+                }
+            ]
+        },
+        "panels": panels,
+    }
+
+
+def render() -> str:
+    return json.dumps(dashboard(), indent=2, ensure_ascii=False) + "\n"
+
+
+def substitute(expr: str, values: Mapping[str, str] = VARIABLE_VALUES) -> str:
+    """``expr`` with ``$name`` / ``${name}`` replaced by ``values[name]``."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in values:
+            raise KeyError(f"no value for dashboard variable ${name} in {expr!r}")
+        return values[name]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
+
+
+def _walk(panels: Sequence[Panel]) -> Iterator[Panel]:
+    for panel in panels:
+        yield panel
+        yield from _walk(panel.get("panels", []))
+
+
+def panel_queries(model: Mapping[str, Any] | None = None) -> list[PanelQuery]:
+    """Every panel query of ``model`` (default: this dashboard), variables filled in."""
+    model = dashboard() if model is None else model
+    return [
+        PanelQuery(panel["title"], substitute(t["expr"]), panel["title"] in EMPTY_WHEN_HEALTHY)
+        for panel in _walk(model["panels"])
+        for t in panel.get("targets", [])
+    ]
+
+
+def main(argv: Sequence[str]) -> int:
+    out = Path(argv[1]) if len(argv) > 1 else DASHBOARD_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,586 @@
+#!/usr/bin/env python3
+"""Sundial's Prometheus recording and alerting rules, as code.
+
+Run ``python deploy/prometheus/generate_rules.py`` to rewrite ``rules/sundial.yml``;
+``tests/unit/test_prometheus_rules.py`` fails when the committed file differs from this
+module's output. Standard library only, so it runs anywhere Python does.
+
+Conventions (SPEC §7, §8):
+- the Prometheus ``job`` label names the scrape job; Sundial's own label is ``job_id``;
+- per-job metrics come from the current leader only, so job expressions aggregate
+  ``by (job_id)`` and survive a fail-over (the ``instance`` label changes);
+- job alerts whose urgency depends on the job are emitted twice under one name:
+  ``severity: critical`` for jobs declared ``critical=True``, ``warning`` otherwise;
+- every alert has summary, description, runbook_url and dashboard_url annotations.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+RULES_FILE = Path(__file__).with_name("rules") / "sundial.yml"
+
+RUNBOOK_URL = "https://github.com/sundial/sundial/blob/main/deploy/prometheus/RUNBOOK.md"
+DASHBOARD_URL = "http://localhost:3000/d/sundial-overview"
+
+SCHEDULER = 'job="sundial-scheduler"'
+API = 'job="sundial-api"'
+
+# `critical` is a property of a job's code; remember it for a day so that catalog-based
+# alerts keep their severity while every scheduler (the only exporter of job_info) is down.
+CRITICAL_JOBS = f'last_over_time(sundial_job_info{{{SCHEDULER},critical="true"}}[1d])'
+
+# A job is "overdue" once its next run time is this far in the past with nothing run.
+OVERDUE_MARGIN_SECONDS = 300
+# No heartbeat from any scheduler for this long means none is working (lease is 10 s).
+HEARTBEAT_STALE_SECONDS = 60
+# "Much longer than usual": this many times the job's p95 duration, and at least the floor.
+TOO_LONG_FACTOR = 3
+TOO_LONG_FLOOR_SECONDS = 300
+# Used when a job has neither a timeout nor any run in the last week to learn from.
+TOO_LONG_DEFAULT_SECONDS = 3600
+# system_maintenance runs every 6 h (SPEC §2); two missed runs mean history is not pruned.
+MAINTENANCE_JOB_ID = "system_maintenance"
+MAINTENANCE_INTERVAL_SECONDS = 6 * 3600
+# Limits of the compose services (deploy/compose): keep in step with their
+# `deploy.resources.limits`. Recorded as series so the alert and the dashboard share them.
+MEMORY_LIMIT_BYTES = {"sundial-scheduler": 512 * 1024**2, "sundial-api": 512 * 1024**2}
+CPU_LIMIT_CORES = {"sundial-scheduler": 1.0, "sundial-api": 1.0}
+MEMORY_HIGH_RATIO = 0.9
+# Long-lived by design: the SSE stream and `?wait=` on commands.
+SLOW_BY_DESIGN_ROUTES = "/api/v1/events|/api/v1/commands/.*"
+API_LATENCY_P95_SECONDS = 1
+LAG_P95_SECONDS = 30
+API_ERROR_RATIO = 0.05
+
+
+@dataclass(frozen=True)
+class Record:
+    """A recording rule."""
+
+    record: str
+    expr: str
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An alerting rule; ``summary`` and ``description`` are Go templates."""
+
+    alert: str
+    expr: str
+    severity: str
+    summary: str
+    description: str
+    for_: str = "0m"
+    comment: str = ""
+    dashboard_query: str = ""
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return {
+            "summary": self.summary,
+            "description": self.description,
+            "runbook_url": f"{RUNBOOK_URL}#{self.alert.lower()}",
+            "dashboard_url": DASHBOARD_URL + self.dashboard_query,
+        }
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    rules: Sequence[Record | Alert]
+    interval: str = ""
+
+
+JOB_DASHBOARD = "?var-job_id={{ $labels.job_id }}"
+
+
+def by_criticality(alert: Alert) -> list[Alert]:
+    """The alert twice: critical for jobs declared critical, warning for the others."""
+    inner = f"(\n{_indent(alert.expr.strip())}\n)"
+    return [
+        replace(alert, severity="critical", expr=f"{inner}\nand on (job_id) {CRITICAL_JOBS}"),
+        replace(alert, severity="warning", expr=f"{inner}\nunless on (job_id) {CRITICAL_JOBS}"),
+    ]
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line if line else line for line in text.splitlines())
+
+
+def _limit_series(limits: Mapping[str, float]) -> str:
+    parts = [
+        f'label_replace(vector({value}), "job", "{job}", "", "")' for job, value in limits.items()
+    ]
+    return "\nor ".join(parts)
+
+
+RECORDING = Group(
+    name="sundial-recording",
+    interval="1m",
+    rules=[
+        Record(
+            record="sundial_job:duration_seconds:p95_1d",
+            expr=(
+                "histogram_quantile(0.95,\n"
+                "  sum by (job_id, le) "
+                f"(rate(sundial_job_duration_seconds_bucket{{{SCHEDULER}}}[1d]))\n"
+                ") > 0"
+            ),
+            comment="Usual duration; `> 0` drops the NaN of jobs that did not run in the day.",
+        ),
+        Record(
+            record="sundial:memory_limit_bytes",
+            expr=_limit_series(MEMORY_LIMIT_BYTES),
+            comment="Compose memory limits per scrape job (see MEMORY_LIMIT_BYTES).",
+        ),
+        Record(
+            record="sundial:cpu_limit_cores",
+            expr=_limit_series(CPU_LIMIT_CORES),
+            comment="Compose CPU limits per scrape job (see CPU_LIMIT_CORES).",
+        ),
+    ],
+)
+
+SCHEDULER_ALERTS = Group(
+    name="sundial-scheduler",
+    rules=[
+        Alert(
+            alert="SundialSchedulerDown",
+            expr=(
+                f"absent(up{{{SCHEDULER}}} == 1)\n"
+                f"or min(sundial_catalog_scheduler_heartbeat_age_seconds{{{API}}}) "
+                f"> {HEARTBEAT_STALE_SECONDS}"
+            ),
+            for_="1m",
+            severity="critical",
+            summary="No Sundial scheduler is working",
+            description=(
+                "Prometheus can scrape no sundial-scheduler instance, or none has written a "
+                "heartbeat to the backend for a minute (dead, hung or cut off from it): "
+                "no job is being run."
+            ),
+            comment=(
+                "Scrapes catch dead targets, including compose replicas gone from DNS; the "
+                "API's view of heartbeats catches schedulers that answer scrapes but are hung."
+            ),
+        ),
+        Alert(
+            alert="SundialSchedulerDown",
+            expr=(f"up{{{SCHEDULER}}} == 0\nand on () count(up{{{SCHEDULER}}} == 1) > 0"),
+            for_="5m",
+            severity="warning",
+            summary="Sundial scheduler instance {{ $labels.instance }} is down",
+            description=(
+                "Scheduler instance {{ $labels.instance }} has been unreachable for 5 minutes. "
+                "Others are up, so jobs still run, but there is less or no standby to fail over to."
+            ),
+            comment="One replica down while another is up: no job stops, so it does not page.",
+        ),
+        Alert(
+            alert="SundialNoLeader",
+            expr=f"sum(sundial_scheduler_leader{{{SCHEDULER}}}) == 0",
+            for_="1m",
+            severity="critical",
+            summary="No Sundial scheduler holds the leader lock",
+            description=(
+                "Scheduler instances are up but none has been leader for a minute "
+                "(fail-over should take SUNDIAL_LEADER_LEASE_SECONDS): no job is being run."
+            ),
+        ),
+        Alert(
+            alert="SundialMultipleLeaders",
+            expr=f"sum(sundial_scheduler_leader{{{SCHEDULER}}}) > 1",
+            for_="1m",
+            severity="critical",
+            summary="{{ $value }} Sundial schedulers claim to be leader",
+            description=(
+                "{{ $value }} scheduler instances have reported leader=1 for a minute. "
+                "Run claims keep each fire time to one run, but schedules and commands may "
+                "be applied twice: find the instance that lost its lock."
+            ),
+        ),
+        Alert(
+            alert="SundialBackendUnreachable",
+            expr=(
+                f"sundial_backend_up{{{SCHEDULER}}} == 0\n"
+                f"or sundial_catalog_backend_up{{{API}}} == 0"
+            ),
+            for_="1m",
+            severity="critical",
+            summary="Sundial {{ $labels.job }} cannot reach its backend",
+            description=(
+                "{{ $labels.job }} instance {{ $labels.instance }} has not reached the backend "
+                "for a minute: runs cannot be claimed or recorded and the catalog is stale."
+            ),
+        ),
+        Alert(
+            alert="SundialSchedulerRestarting",
+            expr=f"changes(process_start_time_seconds{{{SCHEDULER}}}[15m]) >= 2",
+            severity="warning",
+            summary="Sundial scheduler {{ $labels.instance }} keeps restarting",
+            description=(
+                "Scheduler instance {{ $labels.instance }} restarted {{ $value }} times in 15 "
+                "minutes (crash loop, OOM kill or failing health check)."
+            ),
+        ),
+        Alert(
+            alert="SundialMemoryHigh",
+            expr=(
+                'process_resident_memory_bytes{job=~"sundial-scheduler|sundial-api"}\n'
+                "/ on (job) group_left () sundial:memory_limit_bytes\n"
+                f"> {MEMORY_HIGH_RATIO}"
+            ),
+            for_="10m",
+            severity="warning",
+            summary="Sundial {{ $labels.job }} memory is near its limit",
+            description=(
+                "{{ $labels.job }} instance {{ $labels.instance }} uses "
+                "{{ $value | humanizePercentage }} of its memory limit; at the limit it is "
+                "killed and its running jobs are interrupted."
+            ),
+        ),
+        Alert(
+            alert="SundialRunHistoryNotPruned",
+            expr=(
+                "time() - max by (job_id) (sundial_job_last_success_timestamp_seconds"
+                f'{{{SCHEDULER},job_id="{MAINTENANCE_JOB_ID}"}} > 0)\n'
+                f"> {2 * MAINTENANCE_INTERVAL_SECONDS}"
+            ),
+            for_="15m",
+            severity="warning",
+            comment=(
+                "A maintenance job that never ran or never succeeded is SundialJobOverdue "
+                "or SundialJobFailed."
+            ),
+            summary="Sundial run history has not been pruned for {{ $value | humanizeDuration }}",
+            description=(
+                "The built-in system_maintenance job last succeeded "
+                "{{ $value | humanizeDuration }} ago (it runs every 6h): run history and old "
+                "commands are growing in the backend."
+            ),
+        ),
+    ],
+)
+
+JOB_ALERTS = Group(
+    name="sundial-jobs",
+    rules=[
+        # Here rather than in RECORDING: rules of one group run in order, so
+        # SundialJobTooLong sees this evaluation's values, not the previous one's.
+        Record(
+            record="sundial_job:too_long_threshold_seconds",
+            expr=(
+                f"max by (job_id) (sundial_job_timeout_seconds{{{SCHEDULER}}} > 0)\n"
+                f"or clamp_min({TOO_LONG_FACTOR} * max by (job_id) "
+                "(max_over_time(sundial_job:duration_seconds:p95_1d[7d])), "
+                f"{TOO_LONG_FLOOR_SECONDS})\n"
+                f"or {TOO_LONG_DEFAULT_SECONDS} * max by (job_id) (sundial_job_info{{{SCHEDULER}}})"
+            ),
+            comment=(
+                "Its timeout when set; else 3 x the p95 of the last week (daily jobs included), "
+                "at least 5m; else 1h."
+            ),
+        ),
+        Record(
+            record="sundial_job:running_for_seconds",
+            expr=(
+                "time() - max by (job_id) "
+                f"(sundial_job_running_since_timestamp_seconds{{{SCHEDULER}}} > 0)"
+            ),
+            comment="How long the oldest running instance of each running job has been running.",
+        ),
+        *by_criticality(
+            Alert(
+                alert="SundialJobFailed",
+                expr=(
+                    "sum by (job_id) (increase(sundial_job_runs_total"
+                    f'{{{SCHEDULER},outcome=~"failure|timeout"}}[15m])) > 0'
+                ),
+                severity="",
+                summary="Sundial job {{ $labels.job_id }} failed",
+                description=(
+                    'Job {{ $labels.job_id }} had {{ $value | printf "%.0f" }} failed or timed-out '
+                    "run(s) in the last 15 minutes."
+                ),
+                dashboard_query=JOB_DASHBOARD,
+            )
+        ),
+        *by_criticality(
+            Alert(
+                alert="SundialJobFailingRepeatedly",
+                expr=f"max by (job_id) (sundial_catalog_job_consecutive_failures{{{API}}}) >= 3",
+                severity="",
+                summary="Sundial job {{ $labels.job_id }} failed {{ $value }} times in a row",
+                description=(
+                    "The last {{ $value }} runs of job {{ $labels.job_id }} all failed; "
+                    "it is not recovering on its own."
+                ),
+                dashboard_query=JOB_DASHBOARD,
+            )
+        ),
+        *by_criticality(
+            Alert(
+                alert="SundialJobOverdue",
+                expr=(
+                    "time() - max by (job_id) "
+                    f"(sundial_catalog_job_next_run_timestamp_seconds{{{API}}})\n"
+                    f"> {OVERDUE_MARGIN_SECONDS}"
+                ),
+                for_="1m",
+                severity="",
+                summary="Sundial job {{ $labels.job_id }} is overdue",
+                description=(
+                    "Job {{ $labels.job_id }} was due {{ $value | humanizeDuration }} ago and "
+                    "has not run (the catalog's next run time did not move)."
+                ),
+                comment=(
+                    "From the API's catalog, so it fires when every scheduler is dead. "
+                    "Paused jobs have no next run time and never fire."
+                ),
+                dashboard_query=JOB_DASHBOARD,
+            )
+        ),
+        *by_criticality(
+            Alert(
+                alert="SundialJobNotSucceededRecently",
+                expr=(
+                    "(time() - max by (job_id) "
+                    f"(sundial_job_last_success_timestamp_seconds{{{SCHEDULER}}} > 0))\n"
+                    "> on (job_id) 2 * max by (job_id) "
+                    f"(sundial_job_expected_interval_seconds{{{SCHEDULER}}} > 0)\n"
+                    "and on (job_id) max by (job_id) "
+                    f"(sundial_job_next_run_timestamp_seconds{{{SCHEDULER}}})"
+                ),
+                for_="5m",
+                severity="",
+                summary="Sundial job {{ $labels.job_id }} has not succeeded recently",
+                description=(
+                    "Job {{ $labels.job_id }} last succeeded {{ $value | humanizeDuration }} "
+                    "ago, more than twice its expected interval."
+                ),
+                comment=(
+                    "Scaled by each job's interval, so hourly and daily jobs are both right. "
+                    "Paused jobs (no next run) and jobs that never succeeded are left to "
+                    "SundialJobOverdue and SundialJobFailed."
+                ),
+                dashboard_query=JOB_DASHBOARD,
+            )
+        ),
+        Alert(
+            alert="SundialJobTooLong",
+            expr=(
+                "sundial_job:running_for_seconds\n"
+                "> on (job_id) sundial_job:too_long_threshold_seconds"
+            ),
+            for_="2m",
+            severity="warning",
+            summary="Sundial job {{ $labels.job_id }} is running too long",
+            description=(
+                "Job {{ $labels.job_id }} has been running for {{ $value | humanizeDuration }}, "
+                "past its timeout, or when it has none, past 3x its usual (p95) duration "
+                "with a 5m floor."
+            ),
+            comment="Past its timeout means the runner could not stop it (a blocking sync job).",
+            dashboard_query=JOB_DASHBOARD,
+        ),
+        Alert(
+            alert="SundialJobMissedRuns",
+            expr=(
+                "sum by (job_id) (increase(sundial_job_runs_total"
+                f'{{{SCHEDULER},outcome="missed"}}[1h])) > 0'
+            ),
+            severity="warning",
+            summary="Sundial job {{ $labels.job_id }} missed runs",
+            description=(
+                'Job {{ $labels.job_id }} missed {{ $value | printf "%.0f" }} run(s) in the last '
+                "hour: they started later than misfire_grace_time after their scheduled time."
+            ),
+            dashboard_query=JOB_DASHBOARD,
+        ),
+        Alert(
+            alert="SundialJobSkippedOverlap",
+            expr=(
+                "sum by (job_id) (increase(sundial_job_runs_total"
+                f'{{{SCHEDULER},outcome="skipped"}}[1h])) > 0'
+            ),
+            severity="warning",
+            summary="Sundial job {{ $labels.job_id }} skipped runs",
+            description=(
+                'Job {{ $labels.job_id }} skipped {{ $value | printf "%.0f" }} run(s) in the last '
+                "hour because earlier runs were still going (max_instances reached)."
+            ),
+            dashboard_query=JOB_DASHBOARD,
+        ),
+        Alert(
+            alert="SundialJobLagHigh",
+            expr=(
+                "histogram_quantile(0.95,\n"
+                "  sum by (job_id, le) "
+                f"(rate(sundial_job_lag_seconds_bucket{{{SCHEDULER}}}[30m]))\n"
+                f") > {LAG_P95_SECONDS}"
+            ),
+            for_="5m",
+            severity="warning",
+            comment=(
+                "The lag histogram's last finite bucket is 60s (sundial.metrics.LAG_BUCKETS): "
+                "a quantile never reads above it, so the threshold must stay below."
+            ),
+            summary="Sundial job {{ $labels.job_id }} starts late",
+            description=(
+                "95% of the runs of job {{ $labels.job_id }} in the last 30 minutes started up to "
+                "{{ $value | humanizeDuration }} after their scheduled time (more than 30s): "
+                "the worker pool is saturated or the scheduler is starved."
+            ),
+            dashboard_query=JOB_DASHBOARD,
+        ),
+    ],
+)
+
+API_ALERTS = Group(
+    name="sundial-api",
+    rules=[
+        Alert(
+            alert="SundialApiDown",
+            expr=f"up{{{API}}} == 0 or absent(up{{{API}}})",
+            for_="2m",
+            severity="critical",
+            summary="Sundial API is down",
+            description=(
+                "Prometheus cannot scrape the Sundial API: the CLI and dashboard cannot "
+                "manage jobs, and the catalog alerts (SundialJobOverdue) are blind."
+            ),
+        ),
+        Alert(
+            alert="SundialApiErrorsHigh",
+            expr=(
+                f'sum(rate(sundial_http_requests_total{{{API},status=~"5.."}}[5m]))\n'
+                f"/ sum(rate(sundial_http_requests_total{{{API}}}[5m]))\n"
+                f"> {API_ERROR_RATIO}"
+            ),
+            for_="5m",
+            severity="warning",
+            summary="Sundial API answers with server errors",
+            description=(
+                "{{ $value | humanizePercentage }} of the Sundial API's requests in the last "
+                "5 minutes ended in a 5xx status."
+            ),
+        ),
+        Alert(
+            alert="SundialApiLatencyHigh",
+            expr=(
+                "histogram_quantile(0.95,\n"
+                "  sum by (route, le) (rate(sundial_http_request_duration_seconds_bucket"
+                f'{{{API},route!~"{SLOW_BY_DESIGN_ROUTES}"}}[5m]))\n'
+                f") > {API_LATENCY_P95_SECONDS}"
+            ),
+            for_="10m",
+            severity="warning",
+            summary="Sundial API route {{ $labels.route }} is slow",
+            description=(
+                "The 95th percentile latency of {{ $labels.route }} has been "
+                "{{ $value | humanizeDuration }} for 10 minutes (over 1s)."
+            ),
+            comment="Streams and waiting command reads are slow by design and left out.",
+        ),
+    ],
+)
+
+META_ALERTS = Group(
+    name="sundial-meta",
+    rules=[
+        Alert(
+            alert="Watchdog",
+            expr="vector(1)",
+            severity="none",
+            summary="Alerting pipeline heartbeat",
+            description=(
+                "Always firing. Alertmanager sends it to the dead man's switch every minute; "
+                "if that stops, Prometheus or Alertmanager is broken."
+            ),
+        ),
+    ],
+)
+
+GROUPS: list[Group] = [RECORDING, SCHEDULER_ALERTS, JOB_ALERTS, API_ALERTS, META_ALERTS]
+
+
+def alert_names(groups: Iterable[Group] = GROUPS) -> list[str]:
+    """Each alert name once, in file order."""
+    names: list[str] = []
+    for group in groups:
+        for rule in group.rules:
+            if isinstance(rule, Alert) and rule.alert not in names:
+                names.append(rule.alert)
+    return names
+
+
+# --- YAML output: a fixed shape, so a few lines of emitter beat a dependency. ---
+
+_PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .,/:()+-]*$")
+
+
+def _scalar(value: str) -> str:
+    if _PLAIN.match(value) and ": " not in value and not value.endswith(":"):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _block(key: str, text: str, indent: str, *, literal: bool = False) -> list[str]:
+    if "\n" not in text and not literal:
+        return [f"{indent}{key}: {_scalar(text)}"]
+    return [f"{indent}{key}: |-", *(f"{indent}  {line}" for line in text.splitlines())]
+
+
+def _rule_lines(rule: Record | Alert, for_override: str | None) -> list[str]:
+    lines = textwrap.wrap(rule.comment, 94, initial_indent="  # ", subsequent_indent="  # ")
+    if isinstance(rule, Record):
+        lines.append(f"  - record: {rule.record}")
+        lines += _block("expr", rule.expr, "    ", literal=True)
+        return lines
+    lines.append(f"  - alert: {rule.alert}")
+    lines += _block("expr", rule.expr, "    ", literal=True)
+    for_ = rule.for_ if for_override is None or rule.for_ == "0m" else for_override
+    if for_ != "0m":
+        lines.append(f"    for: {for_}")
+    lines.append("    labels:")
+    lines.append(f"      severity: {rule.severity}")
+    lines.append("    annotations:")
+    for key, value in rule.annotations.items():
+        lines += _block(key, value, "      ")
+    return lines
+
+
+def render(groups: Iterable[Group] = GROUPS, *, for_override: str | None = None) -> str:
+    """The rule file text; ``for_override`` replaces every non-zero ``for:`` (for e2e tests)."""
+    out = [
+        "# Generated by deploy/prometheus/generate_rules.py: edit that file, then run it.",
+        "# Runbook: deploy/prometheus/RUNBOOK.md. Tests: deploy/prometheus/tests/.",
+        "groups:",
+    ]
+    for group in groups:
+        out.append(f"- name: {group.name}")
+        if group.interval:
+            out.append(f"  interval: {group.interval}")
+        out.append("  rules:")
+        for rule in group.rules:
+            out += _rule_lines(rule, for_override)
+    return "\n".join(out) + "\n"
+
+
+def main(argv: Sequence[str]) -> int:
+    target = Path(argv[1]) if len(argv) > 1 else RULES_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render(), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,175 @@
+"""Prometheus config and alert rules: generated, valid, complete, and unit-tested by promtool.
+
+Needs ``promtool`` (``.ci/install-monitoring.sh``); the tests fail, not skip, without it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS = ROOT / "deploy" / "prometheus"
+RUNBOOK = PROMETHEUS / "RUNBOOK.md"
+
+# SPEC §8, word for word.
+SPEC_ALERTS = {
+    "SundialSchedulerDown",
+    "SundialNoLeader",
+    "SundialMultipleLeaders",
+    "SundialBackendUnreachable",
+    "SundialJobFailed",
+    "SundialJobFailingRepeatedly",
+    "SundialJobTooLong",
+    "SundialJobOverdue",
+    "SundialJobNotSucceededRecently",
+    "SundialJobMissedRuns",
+    "SundialJobSkippedOverlap",
+    "SundialJobLagHigh",
+    "SundialMemoryHigh",
+    "SundialSchedulerRestarting",
+    "SundialRunHistoryNotPruned",
+    "SundialApiDown",
+    "SundialApiErrorsHigh",
+    "SundialApiLatencyHigh",
+    "Watchdog",
+}
+ALWAYS_FIRING = {"Watchdog"}
+SEVERITIES = {"critical", "warning", "info", "none"}
+
+
+def load(name: str, path: Path) -> ModuleType:
+    """Import a stand-alone script under ``deploy/`` by path."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+rules = load("sundial_deploy_generate_rules", PROMETHEUS / "generate_rules.py")
+promql = load("sundial_deploy_promql", PROMETHEUS / "promql.py")
+
+
+def alerts() -> list:
+    return [r for g in rules.GROUPS for r in g.rules if isinstance(r, rules.Alert)]
+
+
+def recorded_names() -> set[str]:
+    return {r.record for g in rules.GROUPS for r in g.rules if isinstance(r, rules.Record)}
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    assert path, "promtool not found: run .ci/install-monitoring.sh"
+    return path
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_committed_rules_are_the_generators_output() -> None:
+    assert rules.RULES_FILE.read_text(encoding="utf-8") == rules.render(), (
+        "deploy/prometheus/rules/sundial.yml is stale: run "
+        "python deploy/prometheus/generate_rules.py"
+    )
+
+
+def test_every_spec_alert_is_defined_and_no_other() -> None:
+    assert set(rules.alert_names()) == SPEC_ALERTS
+
+
+def test_every_alert_has_severity_and_annotations() -> None:
+    for alert in alerts():
+        assert alert.severity in SEVERITIES, alert.alert
+        notes = alert.annotations
+        assert notes["summary"] and notes["description"], alert.alert
+        assert notes["runbook_url"].endswith("RUNBOOK.md#" + alert.alert.lower())
+        assert notes["dashboard_url"].startswith("http://localhost:3000/d/sundial-overview")
+        if alert.alert.startswith("SundialJob"):
+            assert "{{ $labels.job_id }}" in notes["summary"], alert.alert
+            assert "var-job_id={{ $labels.job_id }}" in notes["dashboard_url"], alert.alert
+
+
+def test_job_failed_pages_for_critical_jobs_and_warns_for_others() -> None:
+    severities = {a.severity for a in alerts() if a.alert == "SundialJobFailed"}
+    assert severities == {"critical", "warning"}
+
+
+def test_watchdog_always_fires_with_severity_none() -> None:
+    (watchdog,) = [a for a in alerts() if a.alert == "Watchdog"]
+    assert (watchdog.expr, watchdog.severity, watchdog.for_) == ("vector(1)", "none", "0m")
+
+
+def test_rules_use_only_known_metrics() -> None:
+    known = promql.KNOWN_METRICS | recorded_names()
+    for group in rules.GROUPS:
+        for rule in group.rules:
+            unknown = promql.metric_names(rule.expr) - known
+            assert not unknown, f"{getattr(rule, 'alert', None) or rule.record}: {unknown}"
+
+
+def test_runbook_has_one_section_per_alert() -> None:
+    headings = re.findall(r"^## (\S+)\s*$", RUNBOOK.read_text(encoding="utf-8"), re.M)
+    assert sorted(headings) == sorted(SPEC_ALERTS)
+
+
+def test_prometheus_config_is_valid(promtool: str) -> None:
+    result = run(promtool, "check", "config", str(PROMETHEUS / "prometheus.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 1 rule files found" in result.stdout
+
+
+def test_rule_files_are_valid(promtool: str) -> None:
+    files = sorted(str(p) for p in (PROMETHEUS / "rules").glob("*.yml"))
+    result = run(promtool, "check", "rules", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_rule_unit_tests_pass(promtool: str) -> None:
+    files = sorted(str(p) for p in (PROMETHEUS / "tests").glob("*.yml"))
+    assert files
+    result = run(promtool, "test", "rules", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for path in (PROMETHEUS / "tests").glob("*.yml"):
+        text = path.read_text(encoding="utf-8")
+        for name, expected in re.findall(r"alertname: (\w+)\n\s+exp_alerts:(.*)", text):
+            (quiet if expected.strip() == "[]" else firing).add(name)
+    assert SPEC_ALERTS - firing == set(), "alerts never seen firing"
+    assert SPEC_ALERTS - ALWAYS_FIRING - quiet == set(), "alerts never seen quiet"
+
+
+def test_for_override_shortens_every_pending_period(promtool: str, tmp_path: Path) -> None:
+    fast = tmp_path / "fast.yml"
+    fast.write_text(rules.render(for_override="5s"), encoding="utf-8")
+    durations = set(re.findall(r"^\s+for: (\S+)$", fast.read_text(), re.M))
+    assert durations == {"5s"}
+    result = run(promtool, "check", "rules", str(fast))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        ('sum by (job_id) (rate(a_total{x="y{z}"}[5m:1m] offset 5m)) > 1e3', {"a_total"}),
+        ("histogram_quantile(0.9, sum by (le) (rate(b_bucket[5m]))) or vector(0)", {"b_bucket"}),
+        ("c and on (job_id) d:recorded unless ignoring (x) e", {"c", "d:recorded", "e"}),
+    ],
+)
+def test_metric_names_are_found_in_promql(expr: str, names: set[str]) -> None:
+    assert promql.metric_names(expr) == names
