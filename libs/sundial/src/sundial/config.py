@@ -6,6 +6,7 @@ at start-up (see :func:`load_settings`) and passes it down.
 
 from __future__ import annotations
 
+import re
 import sys
 from functools import lru_cache
 from typing import Annotated, Literal
@@ -116,7 +117,9 @@ def load_settings() -> Settings:
     except ValidationError as error:
         message = format_validation_error(error)
     except SettingsError as error:
-        message = f"invalid configuration: {error}"
+        field = re.search(r'field "(\w+)"', str(error))
+        name = f"SUNDIAL_{field.group(1).upper()}" if field else "environment"
+        message = f"invalid configuration: {name}: not valid JSON or not a valid value"
     print(message, file=sys.stderr)  # noqa: T201
     raise SystemExit(2)
 

@@ -125,6 +125,8 @@ class SchedulerMetrics:
         self.timeout.labels(view.id).set(view.options.timeout_seconds or 0)
         if view.expected_interval_seconds:
             self.expected_interval.labels(view.id).set(view.expected_interval_seconds)
+        else:
+            _remove(self.expected_interval, view.id)
         self.set_next_run(view.id, view.next_run_time.timestamp() if view.next_run_time else None)
 
     def set_next_run(self, job_id: str, timestamp: float | None) -> None:

@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CRON_FIELDS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
-DAYS_OF_WEEK = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+CRONTAB_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 SAMPLE_FIRES = 5
 
 
@@ -64,12 +64,8 @@ class CronSpec(_Spec):
         tz = ZoneInfo(self.timezone)
         extra = {"start_date": self.start_date, "end_date": self.end_date, "jitter": self.jitter}
         try:
-            if self.expression:
-                trigger = CronTrigger.from_crontab(self.expression, timezone=tz)
-                if any(extra.values()):
-                    trigger = CronTrigger(**_crontab_fields(self.expression), timezone=tz, **extra)
-                return trigger
-            return CronTrigger(**self.fields, timezone=tz, **extra)
+            fields = _crontab_fields(self.expression) if self.expression else self.fields
+            return WallClockCronTrigger(**fields, timezone=tz, **extra)
         except ValueError as error:
             what = f"cron expression {self.expression!r}" if self.expression else "cron fields"
             raise ValueError(f"invalid {what}: {error}") from None
@@ -150,12 +146,76 @@ def expected_interval(spec: CronSpec | IntervalSpec | DateSpec, now: datetime) -
     return max(gaps) if gaps else None
 
 
+class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]
+    """A CronTrigger that fires once per wall-clock time when clocks go back.
+
+    On the night daylight saving time ends, 02:30 happens twice; APScheduler 3 fires a
+    ``30 2 * * *`` job at both. A job with a fixed hour means "once at that time of day".
+    """
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        fire: datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        if (
+            fire is not None
+            and previous_fire_time is not None
+            and str(self.fields[5]) != "*"  # the hour field
+            and _wall(fire, self.timezone) == _wall(previous_fire_time, self.timezone)
+        ):
+            # Search from past the repeated hour, without the previous fire time: from
+            # inside the ambiguous hour APScheduler finds the same wall time again.
+            fire = super().get_next_fire_time(None, fire + timedelta(hours=1))
+        return fire
+
+
+def _wall(moment: datetime, tz: Any) -> datetime:
+    return moment.astimezone(tz).replace(tzinfo=None)
+
+
 def _crontab_fields(expression: str) -> dict[str, Any]:
     parts = expression.split()
     if len(parts) != 5:
         raise ValueError(f"wrong number of fields; got {len(parts)}, expected 5")
     minute, hour, day, month, day_of_week = parts
-    return {"minute": minute, "hour": hour, "day": day, "month": month, "day_of_week": day_of_week}
+    return {
+        "minute": minute,
+        "hour": hour,
+        "day": day,
+        "month": month,
+        "day_of_week": _crontab_weekdays(day_of_week),
+    }
+
+
+def _crontab_weekdays(field: str) -> str:
+    """Crontab weekday numbers (0 and 7 are Sunday) as names; APScheduler 3 counts from Monday."""
+    if not any(char.isdigit() for char in field):
+        return field
+    days: list[str] = []
+    for part in field.split(","):
+        body, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if body == "*":
+            first, last = 0, 6
+        elif "-" in body:
+            first, last = (_weekday_number(bound) for bound in body.split("-", 1))
+        else:
+            first = last = _weekday_number(body)
+            if step_text:
+                last = 6
+        if last < first:
+            raise ValueError(f"weekday range {body!r} runs backwards")
+        days.extend(CRONTAB_WEEKDAYS[n % 7] for n in range(first, last + 1, step))
+    return ",".join(dict.fromkeys(days))
+
+
+def _weekday_number(text: str) -> int:
+    if text.isdigit() and 0 <= int(text) <= 7:
+        return int(text)
+    name = text[:3].lower()
+    if name in CRONTAB_WEEKDAYS:
+        return CRONTAB_WEEKDAYS.index(name)
+    raise ValueError(f"invalid day of week {text!r}; use 0-7 (0 and 7 are Sunday) or mon-sun")
 
 
 def _words(seconds: float) -> str:

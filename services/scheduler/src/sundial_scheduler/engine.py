@@ -25,6 +25,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 log = structlog.get_logger("sundial.engine")
 
+# After a failed job store call, retry this soon (APScheduler's default, 10 s, would
+# hold back every job for that long after one failed write).
+STORE_RETRY_SECONDS = 1.0
+
 JobChange = Callable[[str, datetime | None, bool], None]
 """Callback ``(job_id, next_run_time, removed)``."""
 
@@ -37,6 +41,7 @@ class GuardedScheduler(BackgroundScheduler):  # type: ignore[misc]
     ) -> None:
         self._may_run = may_run
         self._on_error = on_error
+        options.setdefault("jobstore_retry_interval", STORE_RETRY_SECONDS)
         super().__init__(**options)
 
     def _process_jobs(self) -> float | None:

@@ -38,6 +38,10 @@ def not_run_id(job_id: str, scheduled_time: datetime, outcome: Outcome) -> str:
     return uuid.uuid5(_NOT_RUN_NAMESPACE, f"{job_id}|{scheduled_time.isoformat()}|{outcome}").hex
 
 
+class RunTimedOut(TimeoutError):
+    """Raised when a run outlives its job's ``timeout``."""
+
+
 @dataclass(frozen=True)
 class Invocation:
     """What to call for one run."""
@@ -60,7 +64,6 @@ class Runner:
         instance_id: str,
         job_pool: ThreadPoolExecutor,
         io_pool: ThreadPoolExecutor,
-        timezone: str,
         may_run: Callable[[], bool],
     ) -> None:
         self._backend = backend
@@ -69,7 +72,6 @@ class Runner:
         self._instance_id = instance_id
         self._job_pool = job_pool
         self._io_pool = io_pool
-        self._timezone = timezone
         self._may_run = may_run
         self.active: set[asyncio.Task[Any]] = set()
 
@@ -127,7 +129,20 @@ class Runner:
                 return
             backoff = view.options.retry_backoff_seconds * 2 ** (attempt - 1)
             log.info("run.retrying", job_id=view.id, attempt=attempt + 1, in_seconds=backoff)
-            await asyncio.sleep(backoff)
+            try:
+                await asyncio.sleep(backoff)
+            except asyncio.CancelledError:
+                retry = Run(
+                    job_id=view.id,
+                    scheduled_time=scheduled,
+                    started_at=utcnow(),
+                    attempt=attempt + 1,
+                    manual=manual,
+                    instance_id=self._instance_id,
+                    error_message="scheduler shut down before the retry",
+                )
+                self._done(retry.finish(Outcome.INTERRUPTED), time.perf_counter(), final=True)
+                raise
 
     async def _attempt(
         self, invocation: Invocation, scheduled: datetime, attempt: int, manual: bool, last: bool
@@ -151,7 +166,7 @@ class Runner:
             scheduled_time=scheduled,
             attempt=attempt,
             backend=self._backend,
-            timezone=self._timezone,
+            timezone=view.trigger.timezone,
         )
         started = time.perf_counter()
         try:
@@ -161,10 +176,8 @@ class Runner:
             finished = finished.model_copy(update={"error_message": "scheduler shut down"})
             self._done(finished, started, final=True)
             raise
-        except TimeoutError as error:
-            limit = view.options.timeout_seconds
-            finished = run.finish(Outcome.TIMEOUT, error=error, tb=traceback.format_exc())
-            finished = finished.model_copy(update={"error_message": f"timed out after {limit}s"})
+        except RunTimedOut as error:
+            finished = run.finish(Outcome.TIMEOUT, error=error)
         except Exception as error:
             finished = run.finish(Outcome.FAILURE, error=error, tb=traceback.format_exc())
         else:
@@ -185,7 +198,15 @@ class Runner:
             call = loop.run_in_executor(
                 self._job_pool, functools.partial(ctx.run, func, *args, **kwargs)
             )
-        await asyncio.wait_for(call, invocation.view.options.timeout_seconds)
+        limit = invocation.view.options.timeout_seconds
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                await call
+        except TimeoutError:
+            if deadline.expired():
+                raise RunTimedOut(f"timed out after {limit:g}s") from None
+            raise  # the job's own TimeoutError is a failure like any other
 
     def _done(self, run: Run, started: float, *, final: bool) -> None:
         self._writer.record(run)
@@ -231,7 +252,7 @@ class Runner:
         """Why this run should be skipped (idempotency or dependency guard), if it should."""
         options = view.options
         if options.unique_per:
-            start = period_start(options.unique_per, scheduled, self._timezone)
+            start = period_start(options.unique_per, scheduled, view.trigger.timezone)
             done = self._backend.last_run(view.id, outcome=Outcome.SUCCESS, since=start)
             if done is not None:
                 return f"already succeeded this {options.unique_per} (run {done.run_id})"
