@@ -20,7 +20,8 @@ from sundial.backends import Backend, open_backend
 
 POSTGRES_IMAGE = os.environ.get("SUNDIAL_TEST_POSTGRES_IMAGE", "postgres:16-alpine")
 REDIS_IMAGE = os.environ.get("SUNDIAL_TEST_REDIS_IMAGE", "redis:7-alpine")
-REDIS_TEST_DB = 9
+# A database per test process (1-15; 0 is left alone), so parallel runs do not collide.
+REDIS_TEST_DB = 1 + os.getpid() % 15
 BACKENDS = ("sqlite", "postgres", "redis")
 
 
@@ -31,7 +32,7 @@ def postgres_server_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from testcontainers.postgres import PostgresContainer
+    from testcontainers.community.postgres import PostgresContainer
 
     with PostgresContainer(POSTGRES_IMAGE, driver="psycopg") as container:
         yield container.get_connection_url()
@@ -43,7 +44,7 @@ def redis_server_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from testcontainers.redis import RedisContainer
+    from testcontainers.community.redis import RedisContainer
 
     with RedisContainer(REDIS_IMAGE) as container:
         host = container.get_container_host_ip()

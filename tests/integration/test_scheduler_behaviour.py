@@ -183,6 +183,9 @@ async def test_commands_change_jobs_and_run_now_leaves_the_schedule(
         assert rescheduled.state is CommandState.APPLIED
         view = await wait_for(lambda: backend.get_job("hourly"), 5)
         await wait_for(lambda: backend.get_job("hourly").trigger.type == "cron", 5)
+        next_run = backend.get_job("hourly").next_run_time
+        assert next_run is not None and next_run.minute % 5 == 0
+        assert next_run - utcnow() <= timedelta(minutes=5)
 
         added = await apply(
             backend,

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sundial.triggers import TriggerSpec
 
+#: How often every scheduler instance records its heartbeat.
+HEARTBEAT_INTERVAL_SECONDS = 2.0
 MAX_ERROR_MESSAGE_CHARS = 2_000
 MAX_TRACEBACK_CHARS = 8_000
 

@@ -92,6 +92,7 @@ class CommandApplier:
             self._service.engine.modify_job(command.job_id, trigger=spec.build())
         else:
             self._service.engine.reschedule_job(command.job_id, trigger=spec.build())
+        view = self._known(command)  # with the next run time the engine just computed
         self._service.replace_view(
             view.model_copy(
                 update={
@@ -116,7 +117,7 @@ class CommandApplier:
         if change.kwargs is not None:
             engine_changes["kwargs"] = change.kwargs
         self._service.engine.modify_job(command.job_id, **engine_changes)
-        updated = view.model_copy(
+        updated = self._known(command).model_copy(
             update={
                 "name": change.name or view.name,
                 "options": options,

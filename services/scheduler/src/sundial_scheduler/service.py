@@ -30,7 +30,16 @@ from sundial.backends import Backend, BackendError, open_backend
 from sundial.config import Settings
 from sundial.jobs import JobDefinition, Registry, default_registry
 from sundial.metrics import SchedulerMetrics
-from sundial.models import Instance, InstanceRole, JobSource, JobState, JobView, Outcome, utcnow
+from sundial.models import (
+    HEARTBEAT_INTERVAL_SECONDS,
+    Instance,
+    InstanceRole,
+    JobSource,
+    JobState,
+    JobView,
+    Outcome,
+    utcnow,
+)
 from sundial_scheduler.commands import CommandApplier, _engine_options
 from sundial_scheduler.engine import GuardedScheduler, SundialExecutor, TrackingJobStore
 from sundial_scheduler.http import HealthServer
@@ -41,7 +50,6 @@ from sundial_scheduler.writer import BackendWriter
 log = structlog.get_logger("sundial.scheduler")
 T = TypeVar("T")
 
-HEARTBEAT_SECONDS = 2.0
 IO_THREADS = 4
 CATALOG_PAGE = 1_000
 COMMAND_BATCH = 100
@@ -76,7 +84,7 @@ class SundialScheduler:
         self.metrics.set_version(__version__)
         self.started_at = utcnow()
         self._lease = settings.leader_lease_seconds
-        self._tick = min(HEARTBEAT_SECONDS, self._lease / 3)
+        self._tick = min(HEARTBEAT_INTERVAL_SECONDS, self._lease / 3)
         self._job_pool = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="sundial-job")
         self._io_pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="sundial-io")
         self.writer = BackendWriter(self.backend, self.metrics.backend_error)
@@ -87,7 +95,6 @@ class SundialScheduler:
             instance_id=self.instance_id,
             job_pool=self._job_pool,
             io_pool=self._io_pool,
-            timezone=settings.timezone,
             may_run=self.may_run,
         )
         self._commands = CommandApplier(self)

@@ -1,0 +1,59 @@
+"""Dependencies as ``Annotated`` aliases: settings, backend and the bearer-token check."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from sundial.backends import Backend
+from sundial.config import Settings
+from sundial_api.errors import ApiError
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="the value of SUNDIAL_API_TOKEN; required for every change",
+)
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_backend(request: Request) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+BackendDep = Annotated[Backend, Depends(get_backend)]
+
+
+def require_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Refuse a change unless it carries ``Authorization: Bearer $SUNDIAL_API_TOKEN``."""
+    if settings.api_token is None:
+        raise ApiError(
+            403,
+            "mutations_disabled",
+            "changes are disabled: no API token is configured; set SUNDIAL_API_TOKEN on the "
+            "API server to enable them and send it as 'Authorization: Bearer <token>'",
+        )
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing bearer token: send 'Authorization: Bearer <SUNDIAL_API_TOKEN>'",
+            headers=challenge,
+        )
+    if not secrets.compare_digest(credentials.credentials.encode(), settings.api_token.encode()):
+        raise ApiError(401, "unauthorized", "wrong bearer token", headers=challenge)
+
+
+RequireToken = Annotated[None, Depends(require_token)]

@@ -1,0 +1,190 @@
+"""The API's Prometheus metrics: HTTP traffic by route template, and catalog gauges.
+
+Catalog gauges are read from the backend when Prometheus scrapes, so they stay true
+while every scheduler is down. A reading costs a paged catalog scan, one
+``run_summaries()`` and one ``list_instances()``, and is reused for
+:data:`CATALOG_CACHE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sundial.backends import Backend
+from sundial.models import Instance, JobState, JobView, RunSummary
+from sundial_api.views import iter_catalog, utc
+
+log = structlog.get_logger(__name__)
+
+CATALOG_CACHE_SECONDS = 5.0
+UNMATCHED_ROUTE = "unmatched"
+
+
+class HttpMetrics:
+    """Request count and latency, labelled with the route template."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "sundial_http_requests_total",
+            "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "sundial_http_request_duration_seconds",
+            "Time to the response headers, by route template and method",
+            ["route", "method"],
+            registry=registry,
+        )
+
+
+def route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+class HttpMetricsMiddleware:
+    """Counts every HTTP response; latency is measured to the response headers so that
+    long-lived event streams do not distort it."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: list[int] = []
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start" and not status:
+                status.append(int(message["status"]))
+                self._observe(scope, status[0], started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            if not status:
+                self._observe(scope, 500, started)
+            raise
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        route = route_template(scope)
+        method = str(scope.get("method", ""))
+        self.metrics.requests.labels(route, method, str(status)).inc()
+        self.metrics.duration.labels(route, method).observe(time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class CatalogReading:
+    up: bool
+    jobs: list[JobView] = field(default_factory=list)
+    summaries: dict[str, RunSummary] = field(default_factory=dict)
+    instances: list[Instance] = field(default_factory=list)
+
+
+def read_catalog(backend: Backend) -> CatalogReading:
+    try:
+        jobs = list(iter_catalog(backend))
+        summaries = backend.run_summaries() if jobs else {}
+        instances = backend.list_instances()
+    except Exception as error:  # any failure means "backend down" for this scrape
+        log.warning("catalog_read_failed", error=str(error))
+        return CatalogReading(up=False)
+    return CatalogReading(up=True, jobs=jobs, summaries=summaries, instances=instances)
+
+
+class CatalogCollector(Collector):
+    """``sundial_catalog_*`` gauges, computed at scrape time from a cached reading.
+
+    ``sundial_catalog_scheduler_heartbeat_age_seconds`` is the age of the freshest
+    heartbeat of any scheduler instance; it is absent when no instance is recorded (and
+    while the backend is down), so alert on ``absent(...) or ... > N``.
+    """
+
+    def __init__(
+        self,
+        backend: Callable[[], Backend | None],
+        *,
+        cache_seconds: float = CATALOG_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backend = backend
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._reading: CatalogReading | None = None
+        self._read_at = 0.0
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def reading(self) -> CatalogReading:
+        with self._lock:
+            now = self._clock()
+            if self._reading is None or now - self._read_at >= self._cache_seconds:
+                backend = self._backend()
+                self._reading = read_catalog(backend) if backend else CatalogReading(up=False)
+                self._read_at = now
+            return self._reading
+
+    def collect(self) -> Iterable[Metric]:
+        reading = self.reading()
+        up = GaugeMetricFamily(
+            "sundial_catalog_backend_up", "1 if the API can read the backend, else 0"
+        )
+        up.add_metric([], 1.0 if reading.up else 0.0)
+        yield up
+        if not reading.up:
+            return
+        yield from _job_gauges(reading)
+        if reading.instances:
+            now = datetime.now(UTC)
+            freshest = max(utc(instance.last_seen) for instance in reading.instances)
+            age = GaugeMetricFamily(
+                "sundial_catalog_scheduler_heartbeat_age_seconds",
+                "Seconds since the freshest heartbeat of any scheduler instance",
+            )
+            age.add_metric([], max(0.0, (now - freshest).total_seconds()))
+            yield age
+
+
+def _job_gauges(reading: CatalogReading) -> Iterable[Metric]:
+    next_run = GaugeMetricFamily(
+        "sundial_catalog_job_next_run_timestamp_seconds",
+        "Next fire time of each scheduled job, from the catalog",
+        labels=["job_id"],
+    )
+    last_success = GaugeMetricFamily(
+        "sundial_catalog_job_last_success_timestamp_seconds",
+        "Finish time of each job's last successful run",
+        labels=["job_id"],
+    )
+    failures = GaugeMetricFamily(
+        "sundial_catalog_job_consecutive_failures",
+        "Failed or timed-out runs of each job since its last success",
+        labels=["job_id"],
+    )
+    for job in reading.jobs:
+        if job.state is JobState.SCHEDULED and job.next_run_time is not None:
+            next_run.add_metric([job.id], utc(job.next_run_time).timestamp())
+        summary = reading.summaries.get(job.id)
+        if summary is not None and summary.last_success_at is not None:
+            last_success.add_metric([job.id], utc(summary.last_success_at).timestamp())
+        failures.add_metric([job.id], float(summary.consecutive_failures if summary else 0))
+    return (next_run, last_success, failures)

@@ -1,0 +1,26 @@
+"""The state of a queued command."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from sundial_api.commanding import command_out
+from sundial_api.deps import BackendDep
+from sundial_api.errors import not_found
+from sundial_api.schemas import ERROR_RESPONSES, CommandOut, ErrorResponse
+
+router = APIRouter(prefix="/api/v1/commands", tags=["commands"], responses=ERROR_RESPONSES)
+
+
+@router.get(
+    "/{command_id}",
+    summary="A command's state: pending, applied or rejected (with the reason)",
+    responses={404: {"model": ErrorResponse}},
+)
+async def get_command(command_id: str, backend: BackendDep) -> CommandOut:
+    command = await run_in_threadpool(backend.get_command, command_id)
+    if command is None:
+        raise not_found("command", command_id)
+    job = await run_in_threadpool(backend.get_job, command.job_id)
+    return command_out(command, job)

@@ -1,0 +1,32 @@
+"""Server-sent events: runs starting and finishing, jobs changing."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from sundial_api.deps import BackendDep
+from sundial_api.events import EventFeed, stream
+
+router = APIRouter(prefix="/api/v1/events", tags=["events"])
+
+
+@router.get(
+    "",
+    summary="Live feed (text/event-stream)",
+    description="Events `run.started`, `run.finished`, `job.added`, `job.changed`, "
+    "`job.removed`, `backend.unavailable`, `backend.available`; each `data:` is JSON. "
+    "A `: keepalive` comment is sent every 15 s when nothing happens.",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def events(request: Request, backend: BackendDep) -> StreamingResponse:
+    feed = EventFeed(backend)
+    # prime before answering so that nothing after the client's connect is missed
+    await run_in_threadpool(feed.prime)
+    return StreamingResponse(
+        stream(feed, request.is_disconnected),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,44 @@
+"""Liveness, readiness and the detailed health report."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from sundial.backends import BackendError
+from sundial_api.deps import BackendDep
+from sundial_api.errors import error_response
+from sundial_api.schemas import ERROR_RESPONSES, Alive, ErrorResponse, HealthDetailed, Ready
+from sundial_api.views import health_report
+
+router = APIRouter(prefix="/health", tags=["health"], responses=ERROR_RESPONSES)
+
+
+@router.get("", summary="The API process is alive")
+async def alive() -> Alive:
+    return Alive()
+
+
+@router.get(
+    "/ready",
+    summary="The backend answers",
+    responses={503: {"model": ErrorResponse, "description": "backend unreachable"}},
+    response_model=Ready,
+)
+async def ready(backend: BackendDep) -> Ready | JSONResponse:
+    try:
+        await run_in_threadpool(backend.ping)
+    except BackendError as error:
+        return error_response(503, "backend_unavailable", f"backend unreachable: {error}")
+    return Ready(backend=backend.kind)
+
+
+@router.get(
+    "/detailed",
+    summary="Backend, scheduler instances, job counts and next runs",
+    description="Always 200 when the API answers; read `status` (healthy, degraded, "
+    "unhealthy) and `problems`.",
+)
+async def detailed(backend: BackendDep) -> HealthDetailed:
+    return await run_in_threadpool(health_report, backend)

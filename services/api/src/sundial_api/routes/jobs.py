@@ -1,0 +1,209 @@
+"""The job catalog (reads) and job changes (queued commands)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from sundial.backends import Backend
+from sundial.models import AddJob, Command, CommandKind, CommandState, JobState, ModifyJob, Outcome
+from sundial_api.commanding import (
+    MAX_WAIT_SECONDS,
+    accepted,
+    add_command,
+    change_command,
+    command_url,
+    require_job,
+    submit,
+)
+from sundial_api.cursors import decode_job_cursor, decode_run_cursor
+from sundial_api.deps import BackendDep, RequireToken
+from sundial_api.errors import ApiError
+from sundial_api.routes.runs import Cursor, Limit, Since
+from sundial_api.schemas import (
+    ERROR_RESPONSES,
+    CommandAccepted,
+    CreateJob,
+    ErrorResponse,
+    JobDetail,
+    JobPage,
+    RunPage,
+)
+from sundial_api.views import job_detail, job_page, run_page, since_utc
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+
+Wait = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description="seconds to wait for the scheduler to apply the command",
+    ),
+]
+COMMAND_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"model": CommandAccepted, "description": "the command finished within ?wait="},
+    401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
+    403: {"model": ErrorResponse, "description": "no SUNDIAL_API_TOKEN configured"},
+    404: {"model": ErrorResponse, "description": "no such job"},
+    413: {"model": ErrorResponse},
+    422: {"model": ErrorResponse},
+}
+COMMAND_DOC = (
+    "Queues a command for the scheduler leader and answers 202 with its id while it is "
+    "pending. With `?wait=N` the request waits up to N seconds: 200 if the command was "
+    "applied or rejected by then (see `state` and `reason`), else 202."
+)
+
+
+async def _respond(
+    backend: Backend, command: Command, wait: float, response: Response
+) -> CommandAccepted:
+    finished = await submit(backend, command, wait)
+    response.status_code = 202 if finished.state is CommandState.PENDING else 200
+    response.headers["Location"] = command_url(command.id)
+    return accepted(finished)
+
+
+@router.get("", summary="Jobs in the catalog, by id", responses={400: {"model": ErrorResponse}})
+async def list_jobs(
+    backend: BackendDep,
+    state: Annotated[JobState | None, Query()] = None,
+    tag: Annotated[str | None, Query(description="only jobs with this tag")] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> JobPage:
+    after = decode_job_cursor(cursor) if cursor else None
+    return await run_in_threadpool(
+        job_page, backend, state=state, tag=tag, after=after, limit=limit
+    )
+
+
+@router.get(
+    "/{job_id}",
+    summary="One job: trigger, next run, last run and recent statistics",
+    responses={404: {"model": ErrorResponse}},
+)
+async def get_job(job_id: str, backend: BackendDep) -> JobDetail:
+    job = await require_job(backend, job_id)
+    return await run_in_threadpool(job_detail, backend, job)
+
+
+@router.get(
+    "/{job_id}/runs",
+    summary="A job's runs, newest first",
+    responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+)
+async def list_job_runs(
+    job_id: str,
+    backend: BackendDep,
+    outcome: Annotated[Outcome | None, Query()] = None,
+    since: Since = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> RunPage:
+    before = decode_run_cursor(cursor) if cursor else None
+    await require_job(backend, job_id)
+    start = since_utc(since)
+    return await run_in_threadpool(
+        run_page, backend, job_id=job_id, outcome=outcome, since=start, before=before, limit=limit
+    )
+
+
+@router.post(
+    "",
+    status_code=202,
+    summary="Schedule a registered function as a new job",
+    description=COMMAND_DOC + " The scheduler rejects functions it has not registered.",
+    responses={**COMMAND_RESPONSES, 409: {"model": ErrorResponse, "description": "id in use"}},
+)
+async def create_job(
+    body: CreateJob, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
+) -> CommandAccepted:
+    if await run_in_threadpool(backend.get_job, body.id) is not None:
+        raise ApiError(
+            409, "conflict", f"a job with id {body.id!r} already exists; pick another id"
+        )
+    spec = AddJob.model_validate(body.model_dump(exclude={"id"}))
+    return await _respond(backend, add_command(body.id, spec), wait, response)
+
+
+async def _simple(
+    kind: CommandKind, job_id: str, backend: Backend, wait: float, response: Response
+) -> CommandAccepted:
+    await require_job(backend, job_id)
+    return await _respond(backend, Command(kind=kind, job_id=job_id), wait, response)
+
+
+@router.post(
+    "/{job_id}/pause",
+    status_code=202,
+    summary="Pause a job",
+    description=COMMAND_DOC,
+    responses=COMMAND_RESPONSES,
+)
+async def pause_job(
+    job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
+) -> CommandAccepted:
+    return await _simple(CommandKind.PAUSE, job_id, backend, wait, response)
+
+
+@router.post(
+    "/{job_id}/resume",
+    status_code=202,
+    summary="Resume a paused job",
+    description=COMMAND_DOC,
+    responses=COMMAND_RESPONSES,
+)
+async def resume_job(
+    job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
+) -> CommandAccepted:
+    return await _simple(CommandKind.RESUME, job_id, backend, wait, response)
+
+
+@router.post(
+    "/{job_id}/run",
+    status_code=202,
+    summary="Run a job now, once; its regular schedule is left alone",
+    description=COMMAND_DOC,
+    responses=COMMAND_RESPONSES,
+)
+async def run_job(
+    job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
+) -> CommandAccepted:
+    return await _simple(CommandKind.RUN, job_id, backend, wait, response)
+
+
+@router.patch(
+    "/{job_id}",
+    status_code=202,
+    summary="Change a job's trigger (reschedule) or its name, kwargs and options",
+    description=COMMAND_DOC + " A body with only `trigger` queues a `reschedule` command; "
+    "anything else a `modify` command that changes only the fields given.",
+    responses=COMMAND_RESPONSES,
+)
+async def change_job(
+    job_id: str,
+    body: ModifyJob,
+    backend: BackendDep,
+    _auth: RequireToken,
+    response: Response,
+    wait: Wait = 0,
+) -> CommandAccepted:
+    job = await require_job(backend, job_id)
+    return await _respond(backend, change_command(job, body), wait, response)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=202,
+    summary="Remove a job",
+    description=COMMAND_DOC,
+    responses=COMMAND_RESPONSES,
+)
+async def remove_job(
+    job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
+) -> CommandAccepted:
+    return await _simple(CommandKind.REMOVE, job_id, backend, wait, response)

@@ -1,0 +1,54 @@
+"""Run history across jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from sundial.models import Outcome
+from sundial_api.cursors import decode_run_cursor
+from sundial_api.deps import BackendDep
+from sundial_api.errors import not_found
+from sundial_api.schemas import ERROR_RESPONSES, ErrorResponse, RunOut, RunPage
+from sundial_api.views import run_out, run_page, since_utc
+
+router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
+
+MAX_PAGE = 500
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+Since = Annotated[
+    datetime | None,
+    Query(description="only runs scheduled at or after this time (ISO 8601; UTC if no offset)"),
+]
+
+
+@router.get("", summary="Runs, newest first", responses={400: {"model": ErrorResponse}})
+async def list_runs(
+    backend: BackendDep,
+    job_id: Annotated[str | None, Query(description="only this job's runs")] = None,
+    outcome: Annotated[Outcome | None, Query()] = None,
+    since: Since = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> RunPage:
+    return await run_in_threadpool(
+        run_page,
+        backend,
+        job_id=job_id,
+        outcome=outcome,
+        since=since_utc(since),
+        before=decode_run_cursor(cursor) if cursor else None,
+        limit=limit,
+    )
+
+
+@router.get("/{run_id}", summary="One run", responses={404: {"model": ErrorResponse}})
+async def get_run(run_id: str, backend: BackendDep) -> RunOut:
+    run = await run_in_threadpool(backend.get_run, run_id)
+    if run is None:
+        raise not_found("run", run_id)
+    return run_out(run)

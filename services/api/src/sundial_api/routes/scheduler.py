@@ -1,0 +1,20 @@
+"""Scheduler instances, the leader and heartbeat ages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from sundial_api.deps import BackendDep
+from sundial_api.schemas import ERROR_RESPONSES, SchedulerStatus
+from sundial_api.views import scheduler_status
+
+router = APIRouter(prefix="/api/v1/scheduler", tags=["scheduler"], responses=ERROR_RESPONSES)
+
+
+@router.get("", summary="Scheduler instances, the live leader and heartbeat ages")
+async def get_scheduler(backend: BackendDep) -> SchedulerStatus:
+    instances = await run_in_threadpool(backend.list_instances)
+    return scheduler_status(instances, datetime.now(UTC))

@@ -1,0 +1,220 @@
+"""An in-memory Backend for unit tests (real backends are tested in integration/)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from apscheduler.jobstores.base import BaseJobStore
+from apscheduler.jobstores.memory import MemoryJobStore
+
+from sundial.backends import Backend, BackendError, RunCursor
+from sundial.models import (
+    FINAL_OUTCOMES,
+    Command,
+    CommandState,
+    Instance,
+    JobState,
+    JobView,
+    Outcome,
+    Run,
+    RunSummary,
+    utcnow,
+)
+
+
+class FakeBackend(Backend):
+    """Dicts behind a lock; ``down = True`` makes every call raise BackendError."""
+
+    kind = "fake"
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobView] = {}
+        self.runs: dict[str, Run] = {}
+        self.commands: dict[str, Command] = {}
+        self.instances: dict[str, Instance] = {}
+        self.claims: set[tuple[str, datetime]] = set()
+        self.leader: str | None = None
+        self.down = False
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def _check(self, name: str) -> None:
+        self.calls.append(name)
+        if self.down:
+            raise BackendError("fake backend is down")
+
+    def setup(self) -> None:
+        self._check("setup")
+
+    def close(self) -> None:
+        pass
+
+    def ping(self) -> None:
+        self._check("ping")
+
+    def create_jobstore(self) -> BaseJobStore:
+        return MemoryJobStore()
+
+    def save_jobs(self, jobs: Sequence[JobView]) -> None:
+        self._check("save_jobs")
+        with self._lock:
+            self.jobs.update({job.id: job for job in jobs})
+
+    def delete_jobs(self, job_ids: Collection[str]) -> None:
+        self._check("delete_jobs")
+        with self._lock:
+            for job_id in job_ids:
+                self.jobs.pop(job_id, None)
+
+    def get_job(self, job_id: str) -> JobView | None:
+        self._check("get_job")
+        return self.jobs.get(job_id)
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        tag: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[JobView]:
+        self._check("list_jobs")
+        found = [
+            job
+            for job_id, job in sorted(self.jobs.items())
+            if (state is None or job.state == state)
+            and (tag is None or tag in job.options.tags)
+            and (after is None or job_id > after)
+        ]
+        return found[:limit]
+
+    def count_jobs(self) -> dict[JobState, int]:
+        self._check("count_jobs")
+        counts = dict.fromkeys(JobState, 0)
+        for job in self.jobs.values():
+            counts[job.state] += 1
+        return counts
+
+    def claim_run(self, job_id: str, scheduled_time: datetime, instance_id: str) -> bool:
+        self._check("claim_run")
+        with self._lock:
+            if (job_id, scheduled_time) in self.claims:
+                return False
+            self.claims.add((job_id, scheduled_time))
+            return True
+
+    def save_runs(self, runs: Sequence[Run]) -> None:
+        self._check("save_runs")
+        with self._lock:
+            self.runs.update({run.run_id: run for run in runs})
+
+    def get_run(self, run_id: str) -> Run | None:
+        self._check("get_run")
+        return self.runs.get(run_id)
+
+    def list_runs(
+        self,
+        *,
+        job_id: str | None = None,
+        outcome: Outcome | None = None,
+        since: datetime | None = None,
+        before: RunCursor | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        self._check("list_runs")
+        runs = sorted(self.runs.values(), key=lambda r: (r.scheduled_time, r.run_id), reverse=True)
+        return [
+            run
+            for run in runs
+            if (job_id is None or run.job_id == job_id)
+            and (outcome is None or run.outcome == outcome)
+            and (since is None or run.scheduled_time >= since)
+            and (
+                before is None
+                or (run.scheduled_time, run.run_id) < (before.scheduled_time, before.run_id)
+            )
+        ][:limit]
+
+    def last_run(
+        self, job_id: str, *, outcome: Outcome | None = None, since: datetime | None = None
+    ) -> Run | None:
+        runs = self.list_runs(job_id=job_id, outcome=outcome, since=since, limit=1)
+        return runs[0] if runs else None
+
+    def run_summaries(self, job_ids: Collection[str] | None = None) -> dict[str, RunSummary]:
+        self._check("run_summaries")
+        summaries: dict[str, RunSummary] = {}
+        finished = sorted(
+            (r for r in self.runs.values() if r.outcome in FINAL_OUTCOMES),
+            key=lambda r: r.started_at or r.scheduled_time,
+        )
+        for run in finished:
+            if job_ids is not None and run.job_id not in job_ids:
+                continue
+            summary = summaries.setdefault(run.job_id, RunSummary(job_id=run.job_id))
+            summary.last_run_at = run.started_at or run.scheduled_time
+            summary.last_outcome = run.outcome
+            summary.last_duration_seconds = run.duration_seconds
+            if run.outcome is Outcome.SUCCESS:
+                summary.last_success_at = run.finished_at
+                summary.consecutive_failures = 0
+            elif run.outcome in (Outcome.FAILURE, Outcome.TIMEOUT):
+                summary.last_failure_at = run.finished_at
+                summary.consecutive_failures += 1
+        return summaries
+
+    def interrupt_orphaned_runs(self, live_instance_ids: Collection[str]) -> int:
+        return 0
+
+    def prune(self, older_than: datetime) -> int:
+        return 0
+
+    def heartbeat(self, instance: Instance) -> None:
+        self._check("heartbeat")
+        self.instances[instance.id] = instance
+
+    def list_instances(self) -> list[Instance]:
+        self._check("list_instances")
+        return list(self.instances.values())
+
+    def remove_instance(self, instance_id: str) -> None:
+        self.instances.pop(instance_id, None)
+
+    def enqueue_command(self, command: Command) -> None:
+        self._check("enqueue_command")
+        self.commands[command.id] = command
+
+    def get_command(self, command_id: str) -> Command | None:
+        self._check("get_command")
+        return self.commands.get(command_id)
+
+    def pending_commands(self, limit: int = 100) -> list[Command]:
+        self._check("pending_commands")
+        pending = [c for c in self.commands.values() if c.state is CommandState.PENDING]
+        return sorted(pending, key=lambda c: c.created_at)[:limit]
+
+    def finish_command(self, command_id: str, state: CommandState, reason: str | None) -> None:
+        self._check("finish_command")
+        with self._lock:
+            command = self.commands[command_id]
+            self.commands[command_id] = command.model_copy(
+                update={"state": state, "reason": reason, "finished_at": utcnow()}
+            )
+
+    def wait_for_commands(self, timeout: float) -> None:
+        pass
+
+    def acquire_leadership(self, instance_id: str, lease_seconds: float) -> bool:
+        if self.leader in (None, instance_id):
+            self.leader = instance_id
+            return True
+        return False
+
+    def renew_leadership(self, instance_id: str, lease_seconds: float) -> bool:
+        return self.leader == instance_id
+
+    def release_leadership(self, instance_id: str) -> None:
+        if self.leader == instance_id:
+            self.leader = None

@@ -1,0 +1,745 @@
+"""The API against an in-memory backend: auth, validation, pagination, metrics, health."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fakes import FakeBackend  # tests/ is on sys.path (rootdir conftest)
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from sundial.config import Settings
+from sundial.models import (
+    CommandKind,
+    CommandState,
+    Instance,
+    InstanceRole,
+    JobOptions,
+    JobState,
+    JobView,
+    Outcome,
+    Run,
+)
+from sundial.triggers import CronSpec, IntervalSpec
+from sundial_api.events import EventFeed
+from sundial_api.main import create_app
+
+TOKEN = "unit-test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NOW = datetime.now(UTC)
+
+
+def make_job(job_id: str, **changes: Any) -> JobView:
+    trigger = changes.pop("trigger", CronSpec(expression="*/5 * * * *"))
+    changes.setdefault("next_run_time", NOW + timedelta(minutes=5))
+    return JobView(
+        id=job_id,
+        name=job_id.replace("_", " ").title(),
+        func=f"jobs.example:{job_id}",
+        trigger=trigger,
+        trigger_text=trigger.describe(),
+        **changes,
+    )
+
+
+def make_run(job_id: str, outcome: Outcome, minutes_ago: float, **changes: Any) -> Run:
+    scheduled = NOW - timedelta(minutes=minutes_ago)
+    final = outcome is not Outcome.RUNNING
+    return Run(
+        job_id=job_id,
+        scheduled_time=scheduled,
+        started_at=scheduled,
+        finished_at=scheduled + timedelta(seconds=2) if final else None,
+        duration_seconds=2.0 if final else None,
+        outcome=outcome,
+        instance_id="sched-1",
+        **changes,
+    )
+
+
+def leader(age_seconds: float = 0.5, instance_id: str = "sched-1") -> Instance:
+    return Instance(
+        id=instance_id,
+        host="host-a",
+        pid=42,
+        role=InstanceRole.LEADER,
+        version="0.1.0",
+        started_at=NOW - timedelta(hours=1),
+        last_seen=datetime.now(UTC) - timedelta(seconds=age_seconds),
+    )
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    fake = FakeBackend()
+    fake.save_jobs(
+        [
+            make_job("daily_reports", options=JobOptions(tags=("reports",), critical=True)),
+            make_job(
+                "sync_inventory",
+                trigger=IntervalSpec(seconds=900),
+                kwargs={"region": "eu", "api_key": "hunter2"},
+                options=JobOptions(secret_kwargs=("api_key",)),
+            ),
+        ]
+    )
+    return fake
+
+
+def client_for(backend: FakeBackend, token: str | None = TOKEN) -> Iterator[TestClient]:
+    settings = Settings(api_token=token, backend_url="sqlite:///unused.db")
+    with TestClient(create_app(settings, backend=backend)) as client:
+        yield client
+
+
+@pytest.fixture
+def client(backend: FakeBackend) -> Iterator[TestClient]:
+    yield from client_for(backend)
+
+
+@pytest.fixture
+def tokenless_client(backend: FakeBackend) -> Iterator[TestClient]:
+    yield from client_for(backend, token=None)
+
+
+CRON_BODY = {"trigger": {"type": "cron", "expression": "0 6 * * *"}}
+NEW_JOB = {"id": "new_job", "func": "jobs.example:task", **CRON_BODY}
+MUTATIONS = [
+    ("POST", "/api/v1/jobs", NEW_JOB),
+    ("POST", "/api/v1/jobs/daily_reports/pause", None),
+    ("POST", "/api/v1/jobs/daily_reports/resume", None),
+    ("POST", "/api/v1/jobs/daily_reports/run", None),
+    ("PATCH", "/api/v1/jobs/daily_reports", CRON_BODY),
+    ("DELETE", "/api/v1/jobs/daily_reports", None),
+]
+
+
+def error_of(response: Any) -> dict[str, str]:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error: dict[str, str] = body["error"]
+    return error
+
+
+# auth -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("method", "path", "body"), MUTATIONS)
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": f"Basic {TOKEN}"}],
+    ids=["missing", "wrong", "not-bearer"],
+)
+def test_mutations_refuse_missing_or_wrong_token(
+    client: TestClient,
+    backend: FakeBackend,
+    method: str,
+    path: str,
+    body: Any,
+    headers: dict[str, str],
+) -> None:
+    response = client.request(method, path, json=body, headers=headers)
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert backend.commands == {}
+
+
+@pytest.mark.parametrize(("method", "path", "body"), MUTATIONS)
+def test_mutations_refused_when_no_token_configured(
+    tokenless_client: TestClient, backend: FakeBackend, method: str, path: str, body: Any
+) -> None:
+    response = tokenless_client.request(method, path, json=body, headers=AUTH)
+    assert response.status_code == 403
+    assert "SUNDIAL_API_TOKEN" in error_of(response)["message"]
+    assert backend.commands == {}
+
+
+@pytest.mark.parametrize(("method", "path", "body"), MUTATIONS)
+def test_mutations_with_token_queue_one_command(
+    client: TestClient, backend: FakeBackend, method: str, path: str, body: Any
+) -> None:
+    response = client.request(method, path, json=body, headers=AUTH)
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert answer["state"] == "pending"
+    assert answer["url"] == f"/api/v1/commands/{answer['command_id']}"
+    assert response.headers["Location"] == answer["url"]
+    assert list(backend.commands) == [answer["command_id"]]
+
+
+def test_reads_need_no_token(tokenless_client: TestClient) -> None:
+    assert tokenless_client.get("/api/v1/jobs").status_code == 200
+
+
+# commands -------------------------------------------------------------------------------
+def test_patch_with_trigger_alone_reschedules(client: TestClient, backend: FakeBackend) -> None:
+    body = {"trigger": {"type": "interval", "seconds": 60}}
+    answer = client.patch("/api/v1/jobs/daily_reports", json=body, headers=AUTH).json()
+    command = backend.commands[answer["command_id"]]
+    assert command.kind is CommandKind.RESCHEDULE
+    assert command.payload["trigger"]["seconds"] == 60
+
+
+def test_patch_with_options_modifies(client: TestClient, backend: FakeBackend) -> None:
+    body = {"name": "Reports", "options": {"retries": 3}}
+    answer = client.patch("/api/v1/jobs/daily_reports", json=body, headers=AUTH).json()
+    command = backend.commands[answer["command_id"]]
+    assert command.kind is CommandKind.MODIFY
+    assert command.payload["options"] == {"retries": 3}
+    assert command.payload["name"] == "Reports"
+
+
+def test_add_payload_is_the_add_job_model(client: TestClient, backend: FakeBackend) -> None:
+    body = {**NEW_JOB, "kwargs": {"n": 1}, "options": {"timeout_seconds": 30}}
+    answer = client.post("/api/v1/jobs", json=body, headers=AUTH).json()
+    command = backend.commands[answer["command_id"]]
+    assert (command.kind, command.job_id) == (CommandKind.ADD, "new_job")
+    assert "id" not in command.payload
+    assert command.payload["func"] == "jobs.example:task"
+    assert command.payload["options"]["timeout_seconds"] == 30
+
+
+def test_adding_an_existing_id_conflicts(client: TestClient, backend: FakeBackend) -> None:
+    response = client.post("/api/v1/jobs", json={**NEW_JOB, "id": "daily_reports"}, headers=AUTH)
+    assert response.status_code == 409
+    assert "daily_reports" in error_of(response)["message"]
+    assert backend.commands == {}
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("POST", "/pause", None),
+        ("POST", "/resume", None),
+        ("POST", "/run", None),
+        ("PATCH", "", CRON_BODY),
+        ("DELETE", "", None),
+    ],
+)
+def test_unknown_job_is_404_and_queues_nothing(
+    client: TestClient, backend: FakeBackend, method: str, suffix: str, body: Any
+) -> None:
+    response = client.request(method, f"/api/v1/jobs/nope{suffix}", json=body, headers=AUTH)
+    assert response.status_code == 404
+    assert error_of(response)["message"] == "no job with id 'nope'"
+    assert backend.commands == {}
+
+
+def finish_commands(backend: FakeBackend, state: CommandState, reason: str | None) -> None:
+    """Play the scheduler leader: finish the first pending command."""
+    for _ in range(200):
+        pending = backend.pending_commands()
+        if pending:
+            backend.finish_command(pending[0].id, state, reason)
+            return
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"), [(CommandState.APPLIED, None), (CommandState.REJECTED, "no such function")]
+)
+def test_wait_returns_the_finished_state(
+    client: TestClient, backend: FakeBackend, state: CommandState, reason: str | None
+) -> None:
+    leader_thread = threading.Thread(target=finish_commands, args=(backend, state, reason))
+    leader_thread.start()
+    response = client.post("/api/v1/jobs/daily_reports/pause?wait=5", headers=AUTH)
+    leader_thread.join()
+    assert response.status_code == 200
+    assert (response.json()["state"], response.json()["reason"]) == (state.value, reason)
+    shown = client.get(response.json()["url"]).json()
+    assert (shown["state"], shown["reason"]) == (state.value, reason)
+
+
+def test_wait_gives_up_with_202_pending(client: TestClient) -> None:
+    started = time.monotonic()
+    response = client.post("/api/v1/jobs/daily_reports/run?wait=0.3", headers=AUTH)
+    assert 0.3 <= time.monotonic() - started < 3
+    assert response.status_code == 202
+    assert response.json()["state"] == "pending"
+
+
+def test_wait_beyond_limit_is_refused(client: TestClient, backend: FakeBackend) -> None:
+    response = client.post("/api/v1/jobs/daily_reports/run?wait=31", headers=AUTH)
+    assert response.status_code == 422
+    assert "wait" in error_of(response)["message"]
+    assert backend.commands == {}
+
+
+def test_unknown_command_is_404(client: TestClient) -> None:
+    response = client.get("/api/v1/commands/does-not-exist")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+
+
+def test_command_view_masks_secret_kwargs(client: TestClient) -> None:
+    body = {
+        **NEW_JOB,
+        "kwargs": {"user": "bob", "password": "pa55"},
+        "options": {"secret_kwargs": ["password"]},
+    }
+    answer = client.post("/api/v1/jobs", json=body, headers=AUTH).json()
+    shown = client.get(answer["url"]).json()
+    assert shown["payload"]["kwargs"] == {"user": "bob", "password": "***"}
+    modify = {"kwargs": {"api_key": "new-secret", "region": "us"}}
+    answer = client.patch("/api/v1/jobs/sync_inventory", json=modify, headers=AUTH).json()
+    shown = client.get(answer["url"]).json()
+    assert shown["payload"]["kwargs"] == {"api_key": "***", "region": "us"}
+    assert "new-secret" not in client.get(answer["url"]).text
+
+
+# validation -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({**NEW_JOB, "trigger": {"type": "cron", "expression": "61 * * * *"}}, "61 * * * *"),
+        ({**NEW_JOB, "trigger": {"type": "cron", "expression": "* * *"}}, "wrong number of fields"),
+        (
+            {**NEW_JOB, "trigger": {"type": "date", "run_at": "2030-02-30T06:00:00Z"}},
+            "trigger.date.run_at",
+        ),
+        ({**NEW_JOB, "trigger": {"type": "date", "run_at": "2001-01-01T00:00:00Z"}}, "past"),
+        ({**NEW_JOB, "trigger": {"type": "interval", "seconds": "often"}}, "seconds"),
+        ({**NEW_JOB, "trigger": {"type": "interval", "seconds": -5}}, "greater than 0"),
+        ({**NEW_JOB, "trigger": {"type": "weekly"}}, "trigger"),
+        (
+            {
+                **NEW_JOB,
+                "trigger": {"type": "cron", "expression": "0 6 * * *", "timezone": "Mars/X"},
+            },
+            "Mars/X",
+        ),
+        ({**NEW_JOB, "kwargs": []}, "kwargs"),
+        ({**NEW_JOB, "options": {"retries": "many"}}, "options.retries"),
+        ({**NEW_JOB, "id": "bad id!"}, "id"),
+        ({**NEW_JOB, "func": "no_colon"}, "func"),
+        ({**NEW_JOB, "surprise": 1}, "surprise"),
+        ({"id": "x", "func": "m:f"}, "trigger"),
+        (
+            {
+                **NEW_JOB,
+                "trigger": {
+                    "type": "cron",
+                    "expression": "0 6 * * *",
+                    "start_date": "2031-01-01T00:00:00Z",
+                    "end_date": "2030-01-01T00:00:00Z",
+                },
+            },
+            "never fire",
+        ),
+        ({**NEW_JOB, "trigger": {"type": "interval", "seconds": 1e300}}, "cannot schedule"),
+        ({**NEW_JOB, "kwargs": {"key\u0000": 1}}, "NUL"),
+    ],
+)
+def test_invalid_new_job_is_422_with_a_message(
+    client: TestClient, backend: FakeBackend, body: Any, expected: str
+) -> None:
+    response = client.post("/api/v1/jobs", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    error = error_of(response)
+    assert error["code"] == "validation_error"
+    assert expected in error["message"]
+    assert backend.commands == {}
+
+
+def test_invalid_cron_message_names_the_expression(client: TestClient) -> None:
+    body = {"trigger": {"type": "cron", "expression": "0 25 * * *"}}
+    response = client.patch("/api/v1/jobs/daily_reports", json=body, headers=AUTH)
+    assert response.status_code == 422
+    message = error_of(response)["message"]
+    assert message.startswith("trigger.cron: invalid cron expression '0 25 * * *'"), message
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({}, "nothing to change"),
+        ({"options": {"retries": -1}}, "options.retries"),
+        ({"options": {"no_such_option": 1}}, "no_such_option"),
+        ({"name": 5}, "name"),
+    ],
+)
+def test_invalid_change_is_422(
+    client: TestClient, backend: FakeBackend, body: Any, expected: str
+) -> None:
+    response = client.patch("/api/v1/jobs/daily_reports", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert expected in error_of(response)["message"]
+    assert backend.commands == {}
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_422(client: TestClient, backend: FakeBackend, number: str) -> None:
+    body = '{"id": "x", "func": "m:f", "trigger": {"type": "interval", "seconds": 5}, '
+    body += f'"kwargs": {{"limit": [1, {number}]}}}}'
+    response = client.post(
+        "/api/v1/jobs", content=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert "kwargs.limit[1]" in error_of(response)["message"]
+    assert backend.commands == {}
+
+
+def test_unpaired_surrogate_is_422(client: TestClient, backend: FakeBackend) -> None:
+    body = '{"id": "x", "func": "m:f", "trigger": {"type": "interval", "seconds": 5}, '
+    body += '"name": "\\ud800"}'
+    response = client.post(
+        "/api/v1/jobs", content=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert "name: text is not valid Unicode" in error_of(response)["message"]
+    assert backend.commands == {}
+
+
+def test_malformed_json_is_422(client: TestClient) -> None:
+    response = client.post(
+        "/api/v1/jobs",
+        content=b"{not json",
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert "JSON" in error_of(response)["message"]
+
+
+def test_oversized_body_is_413(client: TestClient, backend: FakeBackend) -> None:
+    body = {**NEW_JOB, "kwargs": {"blob": "x" * 70_000}}
+    response = client.post("/api/v1/jobs", json=body, headers=AUTH)
+    assert response.status_code == 413
+    assert "64 KiB" in error_of(response)["message"]
+    assert backend.commands == {}
+
+
+def test_oversized_streamed_body_is_413(client: TestClient, backend: FakeBackend) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"id": "big", "func": "m:f", "kwargs": {"blob": "'
+        for _ in range(20):
+            yield b"x" * 8192
+        yield b'"}}'
+
+    response = client.post(
+        "/api/v1/jobs", content=chunks(), headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "payload_too_large"
+    assert backend.commands == {}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/jobs?limit=0",
+        "/api/v1/jobs?limit=501",
+        "/api/v1/jobs?state=sleeping",
+        "/api/v1/runs?since=yesterday",
+        "/api/v1/runs?outcome=great",
+    ],
+)
+def test_bad_query_parameters_are_422(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 422
+    assert "query parameter" in error_of(response)["message"]
+
+
+def test_nul_in_the_url_is_400(client: TestClient) -> None:
+    for path in ("/api/v1/jobs/a%00b", "/api/v1/runs?job_id=%00"):
+        response = client.get(path)
+        assert response.status_code == 400
+        assert "NUL" in error_of(response)["message"]
+
+
+def test_since_out_of_range_is_422(client: TestClient) -> None:
+    response = client.get("/api/v1/runs", params={"since": "9999-12-31T23:59:59-12:00"})
+    assert response.status_code == 422
+    assert "since" in error_of(response)["message"]
+
+
+def cursor_of(data: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/jobs?cursor=garbage",
+        "/api/v1/runs?cursor=e30",
+        "/api/v1/runs?cursor=" + cursor_of({"t": "2020-01-01T00:00:00", "r": "naive"}),
+        "/api/v1/runs?cursor=" + cursor_of({"t": "0001-01-01T00:00:00+12:00", "r": "x"}),
+        "/api/v1/jobs?cursor=" + cursor_of({"after": "\u0000"}),
+    ],
+)
+def test_bad_cursor_is_400(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "invalid_cursor"
+
+
+def test_unknown_route_has_the_error_body(client: TestClient) -> None:
+    response = client.get("/api/v2/jobs")
+    assert response.status_code == 404
+    assert "see /docs" in error_of(response)["message"]
+
+
+# reads ----------------------------------------------------------------------------------
+def test_jobs_pages_with_a_cursor(client: TestClient, backend: FakeBackend) -> None:
+    backend.save_jobs([make_job(f"job_{n:02d}") for n in range(7)])
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 4}
+        if cursor:
+            params["cursor"] = cursor
+        page = client.get("/api/v1/jobs", params=params).json()
+        pages += 1
+        seen.extend(item["id"] for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == sorted(backend.jobs)
+
+
+def test_jobs_filter_by_state_and_tag(client: TestClient, backend: FakeBackend) -> None:
+    backend.save_jobs([make_job("paused_one", state=JobState.PAUSED)])
+    paused = client.get("/api/v1/jobs", params={"state": "paused"}).json()["items"]
+    assert [job["id"] for job in paused] == ["paused_one"]
+    tagged = client.get("/api/v1/jobs", params={"tag": "reports"}).json()["items"]
+    assert [job["id"] for job in tagged] == ["daily_reports"]
+
+
+def test_runs_page_through_equal_scheduled_times(client: TestClient, backend: FakeBackend) -> None:
+    moment = NOW - timedelta(minutes=1)
+    runs = [
+        make_run("daily_reports", Outcome.SUCCESS, 1).model_copy(update={"scheduled_time": moment})
+        for _ in range(5)
+    ]
+    backend.save_runs(runs)
+    first = client.get("/api/v1/runs", params={"limit": 3}).json()
+    second = client.get("/api/v1/runs", params={"limit": 3, "cursor": first["next_cursor"]}).json()
+    ids = [run["run_id"] for run in first["items"] + second["items"]]
+    assert sorted(ids) == sorted(run.run_id for run in runs)
+    assert second["next_cursor"] is None
+
+
+def test_runs_filters(client: TestClient, backend: FakeBackend) -> None:
+    backend.save_runs(
+        [
+            make_run("daily_reports", Outcome.SUCCESS, 120),
+            make_run("daily_reports", Outcome.FAILURE, 10),
+            make_run("sync_inventory", Outcome.FAILURE, 5),
+        ]
+    )
+    failures = client.get("/api/v1/runs", params={"outcome": "failure"}).json()["items"]
+    assert {run["job_id"] for run in failures} == {"daily_reports", "sync_inventory"}
+    since = (NOW - timedelta(minutes=30)).isoformat()
+    recent = client.get("/api/v1/jobs/daily_reports/runs", params={"since": since}).json()["items"]
+    assert [run["outcome"] for run in recent] == ["failure"]
+    assert client.get("/api/v1/jobs/nope/runs").status_code == 404
+
+
+def test_job_detail(client: TestClient, backend: FakeBackend) -> None:
+    outcomes = [Outcome.SUCCESS] * 3 + [Outcome.FAILURE, Outcome.MISSED]
+    backend.save_runs(
+        [make_run("sync_inventory", outcome, 60 - n) for n, outcome in enumerate(outcomes)]
+        + [make_run("sync_inventory", Outcome.RUNNING, 0.1)]
+    )
+    detail = client.get("/api/v1/jobs/sync_inventory").json()
+    assert detail["trigger"] == {
+        "type": "interval",
+        "seconds": 900.0,
+        "timezone": "UTC",
+        "jitter": None,
+        "start_date": None,
+        "end_date": None,
+    }
+    assert detail["trigger_text"] == "every 15 minutes"
+    assert detail["kwargs"] == {"region": "eu", "api_key": "***"}
+    assert "hunter2" not in client.get("/api/v1/jobs/sync_inventory").text
+    assert detail["recent"]["runs"] == 5
+    assert detail["recent"]["success_rate"] == 0.75
+    assert detail["recent"]["outcomes"]["missed"] == 1
+    assert detail["recent"]["duration_seconds"]["p50"] == 2.0
+    assert detail["last_run"]["outcome"] == "missed"
+    assert len(detail["running"]) == 1
+    assert client.get("/api/v1/jobs/nope").status_code == 404
+
+
+def test_backend_error_is_503(client: TestClient, backend: FakeBackend) -> None:
+    backend.down = True
+    response = client.get("/api/v1/jobs")
+    assert response.status_code == 503
+    assert error_of(response)["code"] == "backend_unavailable"
+
+
+# health ---------------------------------------------------------------------------------
+def test_health_detailed_without_scheduler_is_unhealthy(client: TestClient) -> None:
+    report = client.get("/health/detailed").json()
+    assert report["status"] == "unhealthy"
+    assert report["backend"]["up"] is True
+    assert report["jobs"] == {"total": 2, "scheduled": 2, "paused": 0}
+    assert [run["job_id"] for run in report["next_runs"]] == ["daily_reports", "sync_inventory"]
+
+
+def test_health_detailed_with_live_leader_is_healthy(
+    client: TestClient, backend: FakeBackend
+) -> None:
+    backend.heartbeat(leader())
+    report = client.get("/health/detailed").json()
+    assert report["status"] == "healthy", report["problems"]
+    assert report["scheduler"]["leader"] == "sched-1"
+    assert report["scheduler"]["instances"][0]["alive"] is True
+
+
+def test_health_detailed_with_stale_leader_is_unhealthy(
+    client: TestClient, backend: FakeBackend
+) -> None:
+    backend.heartbeat(leader(age_seconds=30))
+    report = client.get("/health/detailed").json()
+    assert report["status"] == "unhealthy"
+    assert report["scheduler"]["leader_present"] is False
+    assert report["scheduler"]["heartbeat_age_seconds"] >= 30
+    assert "no live scheduler leader" in report["problems"][0]
+
+
+def test_health_detailed_with_dead_standby_is_degraded(
+    client: TestClient, backend: FakeBackend
+) -> None:
+    backend.heartbeat(leader())
+    backend.heartbeat(leader(age_seconds=60, instance_id="sched-2"))
+    report = client.get("/health/detailed").json()
+    assert report["status"] == "degraded"
+    assert "sched-2" in report["problems"][0]
+
+
+def test_health_with_backend_down(client: TestClient, backend: FakeBackend) -> None:
+    backend.down = True
+    assert client.get("/health").status_code == 200
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert "unreachable" in error_of(ready)["message"]
+    report = client.get("/health/detailed")
+    assert report.status_code == 200
+    assert report.json()["status"] == "unhealthy"
+    assert report.json()["backend"]["up"] is False
+
+
+def test_scheduler_endpoint(client: TestClient, backend: FakeBackend) -> None:
+    backend.heartbeat(leader(age_seconds=1))
+    status = client.get("/api/v1/scheduler").json()
+    assert status["leader"] == "sched-1"
+    assert 1 <= status["instances"][0]["heartbeat_age_seconds"] < 5
+
+
+# metrics --------------------------------------------------------------------------------
+def registry_of(client: TestClient) -> CollectorRegistry:
+    registry: CollectorRegistry = client.app.state.registry  # type: ignore[attr-defined]
+    return registry
+
+
+def test_http_metrics_use_the_route_template(client: TestClient) -> None:
+    client.get("/api/v1/jobs/daily_reports")
+    client.get("/api/v1/jobs/nope")
+    client.get("/api/v1/jobs/also-nope")
+    client.get("/no/such/path")
+    registry = registry_of(client)
+    sample = registry.get_sample_value
+    route = "/api/v1/jobs/{job_id}"
+    labels = {"route": route, "method": "GET"}
+    assert sample("sundial_http_requests_total", {**labels, "status": "200"}) == 1
+    assert sample("sundial_http_requests_total", {**labels, "status": "404"}) == 2
+    assert sample("sundial_http_request_duration_seconds_count", labels) == 3
+    unmatched = {"route": "unmatched", "method": "GET", "status": "404"}
+    assert sample("sundial_http_requests_total", unmatched) == 1
+    text = client.get("/metrics").text
+    assert "daily_reports" not in text.split("sundial_catalog")[0]
+
+
+def test_catalog_gauges(client: TestClient, backend: FakeBackend) -> None:
+    backend.save_jobs([make_job("paused_one", state=JobState.PAUSED, next_run_time=None)])
+    backend.save_runs(
+        [
+            make_run("daily_reports", Outcome.SUCCESS, 30),
+            make_run("daily_reports", Outcome.FAILURE, 20),
+            make_run("daily_reports", Outcome.TIMEOUT, 10),
+        ]
+    )
+    backend.heartbeat(leader(age_seconds=3))
+    client.get("/metrics")
+    sample = registry_of(client).get_sample_value
+    assert sample("sundial_catalog_backend_up") == 1
+    nxt = sample("sundial_catalog_job_next_run_timestamp_seconds", {"job_id": "daily_reports"})
+    assert nxt == pytest.approx((NOW + timedelta(minutes=5)).timestamp())
+    assert (
+        sample("sundial_catalog_job_next_run_timestamp_seconds", {"job_id": "paused_one"}) is None
+    )
+    assert sample("sundial_catalog_job_consecutive_failures", {"job_id": "daily_reports"}) == 2
+    assert sample("sundial_catalog_job_consecutive_failures", {"job_id": "paused_one"}) == 0
+    success = sample(
+        "sundial_catalog_job_last_success_timestamp_seconds", {"job_id": "daily_reports"}
+    )
+    assert success == pytest.approx((NOW - timedelta(minutes=30, seconds=-2)).timestamp())
+    age = sample("sundial_catalog_scheduler_heartbeat_age_seconds")
+    assert age is not None and 3 <= age < 10
+
+
+def test_catalog_gauges_are_cached_and_report_backend_down(
+    client: TestClient, backend: FakeBackend
+) -> None:
+    registry = registry_of(client)
+    registry.get_sample_value("sundial_catalog_backend_up")
+    calls = len(backend.calls)
+    registry.get_sample_value("sundial_catalog_backend_up")
+    assert len(backend.calls) == calls
+    collector = next(iter(registry._collector_to_names))
+    collector._read_at -= 10  # type: ignore[attr-defined]
+    backend.down = True
+    assert registry.get_sample_value("sundial_catalog_backend_up") == 0
+    assert registry.get_sample_value("sundial_catalog_scheduler_heartbeat_age_seconds") is None
+
+
+# events ---------------------------------------------------------------------------------
+def test_event_feed_reports_runs_and_job_changes(backend: FakeBackend) -> None:
+    old = make_run("daily_reports", Outcome.SUCCESS, 5)
+    backend.save_runs([old])
+    feed = EventFeed(backend)
+    feed.prime()
+    assert feed.tick() == []
+    running = make_run("daily_reports", Outcome.RUNNING, 0)
+    backend.save_runs([running])
+    assert [e.name for e in feed.tick()] == ["run.started"]
+    backend.save_runs([running.finish(Outcome.SUCCESS)])
+    quick = make_run("sync_inventory", Outcome.FAILURE, -0.01)  # scheduled just after
+    backend.save_runs([quick])
+    events = feed.tick()
+    assert [(e.name, e.data["run_id"]) for e in events] == [
+        ("run.finished", running.run_id),
+        ("run.started", quick.run_id),
+        ("run.finished", quick.run_id),
+    ]
+    assert feed.tick() == []
+    paused = backend.jobs["daily_reports"].model_copy(update={"state": JobState.PAUSED})
+    backend.save_jobs([paused, make_job("brand_new")])
+    backend.delete_jobs(["sync_inventory"])
+    names = sorted((e.name, e.data["id"]) for e in feed.tick())
+    assert names == [
+        ("job.added", "brand_new"),
+        ("job.changed", "daily_reports"),
+        ("job.removed", "sync_inventory"),
+    ]
+    backend.down = True
+    assert [e.name for e in feed.tick()] == ["backend.unavailable"]
+    assert feed.tick() == []
+    backend.down = False
+    assert [e.name for e in feed.tick()] == ["backend.available"]
+
+
+def test_openapi_schema_is_served(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert "/api/v1/jobs/{job_id}/pause" in schema["paths"]
+    assert client.get("/docs").status_code == 200
