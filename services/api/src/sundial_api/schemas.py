@@ -224,6 +224,7 @@ JobDetail.model_rebuild()
 
 #: documented on every router so that the OpenAPI schema matches the error bodies
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "unreadable request: malformed JSON, NUL in URL"},
     422: {"model": ErrorResponse, "description": "invalid input; the message names the field"},
     503: {"model": ErrorResponse, "description": "the backend is unreachable"},
 }
