@@ -61,6 +61,24 @@ API_ERROR_RATIO = 0.05
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """Thresholds and windows that end-to-end tests shrink; the defaults are production's.
+
+    The committed rule file is always rendered with :data:`PRODUCTION`; a test renders
+    ``render(build_groups(Tuning(...)), for_override="3s")`` into a file of its own.
+    """
+
+    overdue_margin_seconds: float = OVERDUE_MARGIN_SECONDS
+    heartbeat_stale_seconds: float = HEARTBEAT_STALE_SECONDS
+    too_long_floor_seconds: float = TOO_LONG_FLOOR_SECONDS
+    too_long_default_seconds: float = TOO_LONG_DEFAULT_SECONDS
+    recording_interval: str = "1m"
+
+
+PRODUCTION = Tuning()
+
+
+@dataclass(frozen=True)
 class Record:
     """A recording rule."""
 
@@ -122,327 +140,352 @@ def _limit_series(limits: Mapping[str, float]) -> str:
     return "\nor ".join(parts)
 
 
-RECORDING = Group(
-    name="sundial-recording",
-    interval="1m",
-    rules=[
-        Record(
-            record="sundial_job:duration_seconds:p95_1d",
-            expr=(
-                "histogram_quantile(0.95,\n"
-                "  sum by (job_id, le) "
-                f"(rate(sundial_job_duration_seconds_bucket{{{SCHEDULER}}}[1d]))\n"
-                ") > 0"
-            ),
-            comment="Usual duration; `> 0` drops the NaN of jobs that did not run in the day.",
-        ),
-        Record(
-            record="sundial:memory_limit_bytes",
-            expr=_limit_series(MEMORY_LIMIT_BYTES),
-            comment="Compose memory limits per scrape job (see MEMORY_LIMIT_BYTES).",
-        ),
-        Record(
-            record="sundial:cpu_limit_cores",
-            expr=_limit_series(CPU_LIMIT_CORES),
-            comment="Compose CPU limits per scrape job (see CPU_LIMIT_CORES).",
-        ),
-    ],
-)
-
-SCHEDULER_ALERTS = Group(
-    name="sundial-scheduler",
-    rules=[
-        Alert(
-            alert="SundialSchedulerDown",
-            expr=(
-                f"absent(up{{{SCHEDULER}}} == 1)\n"
-                f"or min(sundial_catalog_scheduler_heartbeat_age_seconds{{{API}}}) "
-                f"> {HEARTBEAT_STALE_SECONDS}"
-            ),
-            for_="1m",
-            severity="critical",
-            summary="No Sundial scheduler is working",
-            description=(
-                "Prometheus can scrape no sundial-scheduler instance, or none has written a "
-                "heartbeat to the backend for a minute (dead, hung or cut off from it): "
-                "no job is being run."
-            ),
-            comment=(
-                "Scrapes catch dead targets, including compose replicas gone from DNS; the "
-                "API's view of heartbeats catches schedulers that answer scrapes but are hung."
-            ),
-        ),
-        Alert(
-            alert="SundialSchedulerDown",
-            expr=(f"up{{{SCHEDULER}}} == 0\nand on () count(up{{{SCHEDULER}}} == 1) > 0"),
-            for_="5m",
-            severity="warning",
-            summary="Sundial scheduler instance {{ $labels.instance }} is down",
-            description=(
-                "Scheduler instance {{ $labels.instance }} has been unreachable for 5 minutes. "
-                "Others are up, so jobs still run, but there is less or no standby to fail over to."
-            ),
-            comment="One replica down while another is up: no job stops, so it does not page.",
-        ),
-        Alert(
-            alert="SundialNoLeader",
-            expr=f"sum(sundial_scheduler_leader{{{SCHEDULER}}}) == 0",
-            for_="1m",
-            severity="critical",
-            summary="No Sundial scheduler holds the leader lock",
-            description=(
-                "Scheduler instances are up but none has been leader for a minute "
-                "(fail-over should take SUNDIAL_LEADER_LEASE_SECONDS): no job is being run."
-            ),
-        ),
-        Alert(
-            alert="SundialMultipleLeaders",
-            expr=f"sum(sundial_scheduler_leader{{{SCHEDULER}}}) > 1",
-            for_="1m",
-            severity="critical",
-            summary="{{ $value }} Sundial schedulers claim to be leader",
-            description=(
-                "{{ $value }} scheduler instances have reported leader=1 for a minute. "
-                "Run claims keep each fire time to one run, but schedules and commands may "
-                "be applied twice: find the instance that lost its lock."
-            ),
-        ),
-        Alert(
-            alert="SundialBackendUnreachable",
-            expr=(
-                f"sundial_backend_up{{{SCHEDULER}}} == 0\n"
-                f"or sundial_catalog_backend_up{{{API}}} == 0"
-            ),
-            for_="1m",
-            severity="critical",
-            summary="Sundial {{ $labels.job }} cannot reach its backend",
-            description=(
-                "{{ $labels.job }} instance {{ $labels.instance }} has not reached the backend "
-                "for a minute: runs cannot be claimed or recorded and the catalog is stale."
-            ),
-        ),
-        Alert(
-            alert="SundialSchedulerRestarting",
-            expr=f"changes(process_start_time_seconds{{{SCHEDULER}}}[15m]) >= 2",
-            severity="warning",
-            summary="Sundial scheduler {{ $labels.instance }} keeps restarting",
-            description=(
-                "Scheduler instance {{ $labels.instance }} restarted {{ $value }} times in 15 "
-                "minutes (crash loop, OOM kill or failing health check)."
-            ),
-        ),
-        Alert(
-            alert="SundialMemoryHigh",
-            expr=(
-                'process_resident_memory_bytes{job=~"sundial-scheduler|sundial-api"}\n'
-                "/ on (job) group_left () sundial:memory_limit_bytes\n"
-                f"> {MEMORY_HIGH_RATIO}"
-            ),
-            for_="10m",
-            severity="warning",
-            summary="Sundial {{ $labels.job }} memory is near its limit",
-            description=(
-                "{{ $labels.job }} instance {{ $labels.instance }} uses "
-                "{{ $value | humanizePercentage }} of its memory limit; at the limit it is "
-                "killed and its running jobs are interrupted."
-            ),
-        ),
-        Alert(
-            alert="SundialRunHistoryNotPruned",
-            expr=(
-                "time() - max by (job_id) (sundial_job_last_success_timestamp_seconds"
-                f'{{{SCHEDULER},job_id="{MAINTENANCE_JOB_ID}"}} > 0)\n'
-                f"> {2 * MAINTENANCE_INTERVAL_SECONDS}"
-            ),
-            for_="15m",
-            severity="warning",
-            comment=(
-                "A maintenance job that never ran or never succeeded is SundialJobOverdue "
-                "or SundialJobFailed."
-            ),
-            summary="Sundial run history has not been pruned for {{ $value | humanizeDuration }}",
-            description=(
-                "The built-in system_maintenance job last succeeded "
-                "{{ $value | humanizeDuration }} ago (it runs every 6h): run history and old "
-                "commands are growing in the backend."
-            ),
-        ),
-    ],
-)
-
-JOB_ALERTS = Group(
-    name="sundial-jobs",
-    rules=[
-        # Here rather than in RECORDING: rules of one group run in order, so
-        # SundialJobTooLong sees this evaluation's values, not the previous one's.
-        Record(
-            record="sundial_job:too_long_threshold_seconds",
-            expr=(
-                f"max by (job_id) (sundial_job_timeout_seconds{{{SCHEDULER}}} > 0)\n"
-                f"or clamp_min({TOO_LONG_FACTOR} * max by (job_id) "
-                "(max_over_time(sundial_job:duration_seconds:p95_1d[7d])), "
-                f"{TOO_LONG_FLOOR_SECONDS})\n"
-                f"or {TOO_LONG_DEFAULT_SECONDS} * max by (job_id) (sundial_job_info{{{SCHEDULER}}})"
-            ),
-            comment=(
-                "Its timeout when set; else 3 x the p95 of the last week (daily jobs included), "
-                "at least 5m; else 1h."
-            ),
-        ),
-        Record(
-            record="sundial_job:running_for_seconds",
-            expr=(
-                "time() - max by (job_id) "
-                f"(sundial_job_running_since_timestamp_seconds{{{SCHEDULER}}} > 0)"
-            ),
-            comment="How long the oldest running instance of each running job has been running.",
-        ),
-        *by_criticality(
-            Alert(
-                alert="SundialJobFailed",
+def recording_group(t: Tuning = PRODUCTION) -> Group:
+    """Recording rules shared by alerts and the dashboard."""
+    return Group(
+        name="sundial-recording",
+        interval=t.recording_interval,
+        rules=[
+            Record(
+                record="sundial_job:duration_seconds:p95_1d",
                 expr=(
-                    "sum by (job_id) (increase(sundial_job_runs_total"
-                    f'{{{SCHEDULER},outcome=~"failure|timeout"}}[15m])) > 0'
+                    "histogram_quantile(0.95,\n"
+                    "  sum by (job_id, le) "
+                    f"(rate(sundial_job_duration_seconds_bucket{{{SCHEDULER}}}[1d]))\n"
+                    ") > 0"
                 ),
-                severity="",
-                summary="Sundial job {{ $labels.job_id }} failed",
-                description=(
-                    'Job {{ $labels.job_id }} had {{ $value | printf "%.0f" }} failed or timed-out '
-                    "run(s) in the last 15 minutes."
-                ),
-                dashboard_query=JOB_DASHBOARD,
-            )
-        ),
-        *by_criticality(
+                comment="Usual duration; `> 0` drops the NaN of jobs that did not run in the day.",
+            ),
+            Record(
+                record="sundial:memory_limit_bytes",
+                expr=_limit_series(MEMORY_LIMIT_BYTES),
+                comment="Compose memory limits per scrape job (see MEMORY_LIMIT_BYTES).",
+            ),
+            Record(
+                record="sundial:cpu_limit_cores",
+                expr=_limit_series(CPU_LIMIT_CORES),
+                comment="Compose CPU limits per scrape job (see CPU_LIMIT_CORES).",
+            ),
+        ],
+    )
+
+
+def scheduler_group(t: Tuning = PRODUCTION) -> Group:
+    """Scheduler, backend and process alerts."""
+    return Group(
+        name="sundial-scheduler",
+        rules=[
             Alert(
-                alert="SundialJobFailingRepeatedly",
-                expr=f"max by (job_id) (sundial_catalog_job_consecutive_failures{{{API}}}) >= 3",
-                severity="",
-                summary="Sundial job {{ $labels.job_id }} failed {{ $value }} times in a row",
-                description=(
-                    "The last {{ $value }} runs of job {{ $labels.job_id }} all failed; "
-                    "it is not recovering on its own."
-                ),
-                dashboard_query=JOB_DASHBOARD,
-            )
-        ),
-        *by_criticality(
-            Alert(
-                alert="SundialJobOverdue",
+                alert="SundialSchedulerDown",
                 expr=(
-                    "time() - max by (job_id) "
-                    f"(sundial_catalog_job_next_run_timestamp_seconds{{{API}}})\n"
-                    f"> {OVERDUE_MARGIN_SECONDS}"
+                    f"absent(up{{{SCHEDULER}}} == 1)\n"
+                    f"or min(sundial_catalog_scheduler_heartbeat_age_seconds{{{API}}}) "
+                    f"> {t.heartbeat_stale_seconds}"
                 ),
                 for_="1m",
-                severity="",
-                summary="Sundial job {{ $labels.job_id }} is overdue",
+                severity="critical",
+                summary="No Sundial scheduler is working",
                 description=(
-                    "Job {{ $labels.job_id }} was due {{ $value | humanizeDuration }} ago and "
-                    "has not run (the catalog's next run time did not move)."
+                    "Prometheus can scrape no sundial-scheduler instance, or none has written a "
+                    "heartbeat to the backend for a minute (dead, hung or cut off from it): "
+                    "no job is being run."
                 ),
                 comment=(
-                    "From the API's catalog, so it fires when every scheduler is dead. "
-                    "Paused jobs have no next run time and never fire."
+                    "Scrapes catch dead targets, including compose replicas gone from DNS; the "
+                    "API's view of heartbeats catches schedulers that answer scrapes but are hung."
+                ),
+            ),
+            Alert(
+                alert="SundialSchedulerDown",
+                expr=(f"up{{{SCHEDULER}}} == 0\nand on () count(up{{{SCHEDULER}}} == 1) > 0"),
+                for_="5m",
+                severity="warning",
+                summary="Sundial scheduler instance {{ $labels.instance }} is down",
+                description=(
+                    "Scheduler instance {{ $labels.instance }} has been unreachable for 5 minutes. "
+                    "Others are up, so jobs still run, but there is "
+                    "less or no standby to fail over to."
+                ),
+                comment="One replica down while another is up: no job stops, so it does not page.",
+            ),
+            Alert(
+                alert="SundialNoLeader",
+                expr=f"sum(sundial_scheduler_leader{{{SCHEDULER}}}) == 0",
+                for_="1m",
+                severity="critical",
+                summary="No Sundial scheduler holds the leader lock",
+                description=(
+                    "Scheduler instances are up but none has been leader for a minute "
+                    "(fail-over should take SUNDIAL_LEADER_LEASE_SECONDS): no job is being run."
+                ),
+            ),
+            Alert(
+                alert="SundialMultipleLeaders",
+                expr=f"sum(sundial_scheduler_leader{{{SCHEDULER}}}) > 1",
+                for_="1m",
+                severity="critical",
+                summary="{{ $value }} Sundial schedulers claim to be leader",
+                description=(
+                    "{{ $value }} scheduler instances have reported leader=1 for a minute. "
+                    "Run claims keep each fire time to one run, but schedules and commands may "
+                    "be applied twice: find the instance that lost its lock."
+                ),
+            ),
+            Alert(
+                alert="SundialBackendUnreachable",
+                expr=(
+                    f"sundial_backend_up{{{SCHEDULER}}} == 0\n"
+                    f"or sundial_catalog_backend_up{{{API}}} == 0"
+                ),
+                for_="1m",
+                severity="critical",
+                summary="Sundial {{ $labels.job }} cannot reach its backend",
+                description=(
+                    "{{ $labels.job }} instance {{ $labels.instance }} has not reached the backend "
+                    "for a minute: runs cannot be claimed or recorded and the catalog is stale."
+                ),
+            ),
+            Alert(
+                alert="SundialSchedulerRestarting",
+                expr=f"changes(process_start_time_seconds{{{SCHEDULER}}}[15m]) >= 2",
+                severity="warning",
+                summary="Sundial scheduler {{ $labels.instance }} keeps restarting",
+                description=(
+                    "Scheduler instance {{ $labels.instance }} restarted {{ $value }} times in 15 "
+                    "minutes (crash loop, OOM kill or failing health check)."
+                ),
+            ),
+            Alert(
+                alert="SundialMemoryHigh",
+                expr=(
+                    'process_resident_memory_bytes{job=~"sundial-scheduler|sundial-api"}\n'
+                    "/ on (job) group_left () sundial:memory_limit_bytes\n"
+                    f"> {MEMORY_HIGH_RATIO}"
+                ),
+                for_="10m",
+                severity="warning",
+                summary="Sundial {{ $labels.job }} memory is near its limit",
+                description=(
+                    "{{ $labels.job }} instance {{ $labels.instance }} uses "
+                    "{{ $value | humanizePercentage }} of its memory limit; at the limit it is "
+                    "killed and its running jobs are interrupted."
+                ),
+            ),
+            Alert(
+                alert="SundialRunHistoryNotPruned",
+                expr=(
+                    "time() - max by (job_id) (sundial_job_last_success_timestamp_seconds"
+                    f'{{{SCHEDULER},job_id="{MAINTENANCE_JOB_ID}"}} > 0)\n'
+                    f"> {2 * MAINTENANCE_INTERVAL_SECONDS}"
+                ),
+                for_="15m",
+                severity="warning",
+                comment=(
+                    "A maintenance job that never ran or never succeeded is SundialJobOverdue "
+                    "or SundialJobFailed."
+                ),
+                summary=(
+                    "Sundial run history has not been pruned for {{ $value | humanizeDuration }}"
+                ),
+                description=(
+                    "The built-in system_maintenance job last succeeded "
+                    "{{ $value | humanizeDuration }} ago (it runs every 6h): run history and old "
+                    "commands are growing in the backend."
+                ),
+            ),
+        ],
+    )
+
+
+def job_group(t: Tuning = PRODUCTION) -> Group:
+    """Per-job alerts, and the recording rules they need in the same group."""
+    return Group(
+        name="sundial-jobs",
+        rules=[
+            # Here rather than in recording_group(): rules of one group run in order, so
+            # SundialJobTooLong sees this evaluation's values, not the previous one's.
+            Record(
+                record="sundial_job:too_long_threshold_seconds",
+                expr=(
+                    f"max by (job_id) (sundial_job_timeout_seconds{{{SCHEDULER}}} > 0)\n"
+                    f"or clamp_min({TOO_LONG_FACTOR} * max by (job_id) "
+                    "(max_over_time(sundial_job:duration_seconds:p95_1d[7d])), "
+                    f"{t.too_long_floor_seconds})\n"
+                    f"or {t.too_long_default_seconds} * max by (job_id) "
+                    f"(sundial_job_info{{{SCHEDULER}}})"
+                ),
+                comment=(
+                    "Its timeout when set; else 3 x the p95 of the "
+                    "last week (daily jobs included), "
+                    "at least 5m; else 1h."
+                ),
+            ),
+            Record(
+                record="sundial_job:running_for_seconds",
+                expr=(
+                    "time() - max by (job_id) "
+                    f"(sundial_job_running_since_timestamp_seconds{{{SCHEDULER}}} > 0)"
+                ),
+                comment=(
+                    "How long the oldest running instance of each running job has been running."
+                ),
+            ),
+            *by_criticality(
+                Alert(
+                    alert="SundialJobFailed",
+                    expr=(
+                        "sum by (job_id) (increase(sundial_job_runs_total"
+                        f'{{{SCHEDULER},outcome=~"failure|timeout"}}[15m])) > 0'
+                    ),
+                    severity="",
+                    summary="Sundial job {{ $labels.job_id }} failed",
+                    description=(
+                        "Job {{ $labels.job_id }} had {{ $value | printf "
+                        '"%.0f" }} failed or timed-out '
+                        "run(s) in the last 15 minutes."
+                    ),
+                    dashboard_query=JOB_DASHBOARD,
+                )
+            ),
+            *by_criticality(
+                Alert(
+                    alert="SundialJobFailingRepeatedly",
+                    expr=(
+                        f"max by (job_id) (sundial_catalog_job_consecutive_failures{{{API}}}) >= 3"
+                    ),
+                    severity="",
+                    summary="Sundial job {{ $labels.job_id }} failed {{ $value }} times in a row",
+                    description=(
+                        "The last {{ $value }} runs of job {{ $labels.job_id }} all failed; "
+                        "it is not recovering on its own."
+                    ),
+                    dashboard_query=JOB_DASHBOARD,
+                )
+            ),
+            *by_criticality(
+                Alert(
+                    alert="SundialJobOverdue",
+                    expr=(
+                        "time() - max by (job_id) "
+                        f"(sundial_catalog_job_next_run_timestamp_seconds{{{API}}})\n"
+                        f"> {t.overdue_margin_seconds}"
+                    ),
+                    for_="1m",
+                    severity="",
+                    summary="Sundial job {{ $labels.job_id }} is overdue",
+                    description=(
+                        "Job {{ $labels.job_id }} was due {{ $value | humanizeDuration }} ago and "
+                        "has not run (the catalog's next run time did not move)."
+                    ),
+                    comment=(
+                        "From the API's catalog, so it fires when every scheduler is dead. "
+                        "Paused jobs have no next run time and never fire."
+                    ),
+                    dashboard_query=JOB_DASHBOARD,
+                )
+            ),
+            *by_criticality(
+                Alert(
+                    alert="SundialJobNotSucceededRecently",
+                    expr=(
+                        "(time() - max by (job_id) "
+                        f"(sundial_job_last_success_timestamp_seconds{{{SCHEDULER}}} > 0))\n"
+                        "> on (job_id) 2 * max by (job_id) "
+                        f"(sundial_job_expected_interval_seconds{{{SCHEDULER}}} > 0)\n"
+                        "and on (job_id) max by (job_id) "
+                        f"(sundial_job_next_run_timestamp_seconds{{{SCHEDULER}}})"
+                    ),
+                    for_="5m",
+                    severity="",
+                    summary="Sundial job {{ $labels.job_id }} has not succeeded recently",
+                    description=(
+                        "Job {{ $labels.job_id }} last succeeded {{ $value | humanizeDuration }} "
+                        "ago, more than twice its expected interval."
+                    ),
+                    comment=(
+                        "Scaled by each job's interval, so hourly and daily jobs are both right. "
+                        "Paused jobs (no next run) and jobs that never succeeded are left to "
+                        "SundialJobOverdue and SundialJobFailed."
+                    ),
+                    dashboard_query=JOB_DASHBOARD,
+                )
+            ),
+            Alert(
+                alert="SundialJobTooLong",
+                expr=(
+                    "sundial_job:running_for_seconds\n"
+                    "> on (job_id) sundial_job:too_long_threshold_seconds"
+                ),
+                for_="2m",
+                severity="warning",
+                summary="Sundial job {{ $labels.job_id }} is running too long",
+                description=(
+                    "Job {{ $labels.job_id }} has been running for {{ "
+                    "$value | humanizeDuration }}, "
+                    "past its timeout, or when it has none, past 3x its usual (p95) duration "
+                    "with a 5m floor."
+                ),
+                comment=(
+                    "Past its timeout means the runner could not stop it (a blocking sync job)."
                 ),
                 dashboard_query=JOB_DASHBOARD,
-            )
-        ),
-        *by_criticality(
+            ),
             Alert(
-                alert="SundialJobNotSucceededRecently",
+                alert="SundialJobMissedRuns",
                 expr=(
-                    "(time() - max by (job_id) "
-                    f"(sundial_job_last_success_timestamp_seconds{{{SCHEDULER}}} > 0))\n"
-                    "> on (job_id) 2 * max by (job_id) "
-                    f"(sundial_job_expected_interval_seconds{{{SCHEDULER}}} > 0)\n"
-                    "and on (job_id) max by (job_id) "
-                    f"(sundial_job_next_run_timestamp_seconds{{{SCHEDULER}}})"
+                    "sum by (job_id) (increase(sundial_job_runs_total"
+                    f'{{{SCHEDULER},outcome="missed"}}[1h])) > 0'
+                ),
+                severity="warning",
+                summary="Sundial job {{ $labels.job_id }} missed runs",
+                description=(
+                    "Job {{ $labels.job_id }} missed {{ $value | "
+                    'printf "%.0f" }} run(s) in the last '
+                    "hour: they started later than misfire_grace_time after their scheduled time."
+                ),
+                dashboard_query=JOB_DASHBOARD,
+            ),
+            Alert(
+                alert="SundialJobSkippedOverlap",
+                expr=(
+                    "sum by (job_id) (increase(sundial_job_runs_total"
+                    f'{{{SCHEDULER},outcome="skipped"}}[1h])) > 0'
+                ),
+                severity="warning",
+                summary="Sundial job {{ $labels.job_id }} skipped runs",
+                description=(
+                    "Job {{ $labels.job_id }} skipped {{ $value | "
+                    'printf "%.0f" }} run(s) in the last '
+                    "hour because earlier runs were still going (max_instances reached)."
+                ),
+                dashboard_query=JOB_DASHBOARD,
+            ),
+            Alert(
+                alert="SundialJobLagHigh",
+                expr=(
+                    "histogram_quantile(0.95,\n"
+                    "  sum by (job_id, le) "
+                    f"(rate(sundial_job_lag_seconds_bucket{{{SCHEDULER}}}[30m]))\n"
+                    f") > {LAG_P95_SECONDS}"
                 ),
                 for_="5m",
-                severity="",
-                summary="Sundial job {{ $labels.job_id }} has not succeeded recently",
-                description=(
-                    "Job {{ $labels.job_id }} last succeeded {{ $value | humanizeDuration }} "
-                    "ago, more than twice its expected interval."
-                ),
+                severity="warning",
                 comment=(
-                    "Scaled by each job's interval, so hourly and daily jobs are both right. "
-                    "Paused jobs (no next run) and jobs that never succeeded are left to "
-                    "SundialJobOverdue and SundialJobFailed."
+                    "The lag histogram's last finite bucket is 60s (sundial.metrics.LAG_BUCKETS): "
+                    "a quantile never reads above it, so the threshold must stay below."
+                ),
+                summary="Sundial job {{ $labels.job_id }} starts late",
+                description=(
+                    "95% of the runs of job {{ $labels.job_id }} in "
+                    "the last 30 minutes started up to "
+                    "{{ $value | humanizeDuration }} after their scheduled time (more than 30s): "
+                    "the worker pool is saturated or the scheduler is starved."
                 ),
                 dashboard_query=JOB_DASHBOARD,
-            )
-        ),
-        Alert(
-            alert="SundialJobTooLong",
-            expr=(
-                "sundial_job:running_for_seconds\n"
-                "> on (job_id) sundial_job:too_long_threshold_seconds"
             ),
-            for_="2m",
-            severity="warning",
-            summary="Sundial job {{ $labels.job_id }} is running too long",
-            description=(
-                "Job {{ $labels.job_id }} has been running for {{ $value | humanizeDuration }}, "
-                "past its timeout, or when it has none, past 3x its usual (p95) duration "
-                "with a 5m floor."
-            ),
-            comment="Past its timeout means the runner could not stop it (a blocking sync job).",
-            dashboard_query=JOB_DASHBOARD,
-        ),
-        Alert(
-            alert="SundialJobMissedRuns",
-            expr=(
-                "sum by (job_id) (increase(sundial_job_runs_total"
-                f'{{{SCHEDULER},outcome="missed"}}[1h])) > 0'
-            ),
-            severity="warning",
-            summary="Sundial job {{ $labels.job_id }} missed runs",
-            description=(
-                'Job {{ $labels.job_id }} missed {{ $value | printf "%.0f" }} run(s) in the last '
-                "hour: they started later than misfire_grace_time after their scheduled time."
-            ),
-            dashboard_query=JOB_DASHBOARD,
-        ),
-        Alert(
-            alert="SundialJobSkippedOverlap",
-            expr=(
-                "sum by (job_id) (increase(sundial_job_runs_total"
-                f'{{{SCHEDULER},outcome="skipped"}}[1h])) > 0'
-            ),
-            severity="warning",
-            summary="Sundial job {{ $labels.job_id }} skipped runs",
-            description=(
-                'Job {{ $labels.job_id }} skipped {{ $value | printf "%.0f" }} run(s) in the last '
-                "hour because earlier runs were still going (max_instances reached)."
-            ),
-            dashboard_query=JOB_DASHBOARD,
-        ),
-        Alert(
-            alert="SundialJobLagHigh",
-            expr=(
-                "histogram_quantile(0.95,\n"
-                "  sum by (job_id, le) "
-                f"(rate(sundial_job_lag_seconds_bucket{{{SCHEDULER}}}[30m]))\n"
-                f") > {LAG_P95_SECONDS}"
-            ),
-            for_="5m",
-            severity="warning",
-            comment=(
-                "The lag histogram's last finite bucket is 60s (sundial.metrics.LAG_BUCKETS): "
-                "a quantile never reads above it, so the threshold must stay below."
-            ),
-            summary="Sundial job {{ $labels.job_id }} starts late",
-            description=(
-                "95% of the runs of job {{ $labels.job_id }} in the last 30 minutes started up to "
-                "{{ $value | humanizeDuration }} after their scheduled time (more than 30s): "
-                "the worker pool is saturated or the scheduler is starved."
-            ),
-            dashboard_query=JOB_DASHBOARD,
-        ),
-    ],
-)
+        ],
+    )
+
 
 API_ALERTS = Group(
     name="sundial-api",
@@ -509,7 +552,19 @@ META_ALERTS = Group(
     ],
 )
 
-GROUPS: list[Group] = [RECORDING, SCHEDULER_ALERTS, JOB_ALERTS, API_ALERTS, META_ALERTS]
+
+def build_groups(tuning: Tuning = PRODUCTION) -> list[Group]:
+    """Every rule group, with ``tuning``'s thresholds and windows."""
+    return [
+        recording_group(tuning),
+        scheduler_group(tuning),
+        job_group(tuning),
+        API_ALERTS,
+        META_ALERTS,
+    ]
+
+
+GROUPS: list[Group] = build_groups()
 
 
 def alert_names(groups: Iterable[Group] = GROUPS) -> list[str]:
