@@ -271,6 +271,34 @@ async def test_sync_job_past_its_timeout_is_recorded_timeout(h: Harness) -> None
     only_counted(h, Outcome.TIMEOUT)
 
 
+async def test_a_timed_out_sync_job_shows_as_running_until_its_thread_returns(
+    h: Harness,
+) -> None:
+    # A thread cannot be stopped from outside: the run is recorded as a timeout, and the
+    # running gauges keep showing the stuck work, which is what SundialJobTooLong watches.
+    release = threading.Event()
+    returned = threading.Event()
+
+    def stuck() -> None:
+        release.wait(10)
+        returned.set()
+
+    await h.runner.run(h.invocation(stuck, timeout_seconds=0.1), utcnow())
+    (run,) = h.runs()
+    assert run.outcome is Outcome.TIMEOUT
+    assert h.gauge("sundial_job_running") == 1
+    assert h.gauge("sundial_job_running_since_timestamp_seconds") == run.started_at.timestamp()
+
+    release.set()
+    assert returned.wait(5)
+    for _ in range(50):
+        if h.gauge("sundial_job_running") == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert h.gauge("sundial_job_running") == 0
+    assert h.gauge("sundial_job_running_since_timestamp_seconds") == 0
+
+
 async def test_a_timeout_error_raised_by_the_job_itself_is_a_failure(h: Harness) -> None:
     # The job has no Sundial timeout; its own network call timed out.
     async def connect() -> None:

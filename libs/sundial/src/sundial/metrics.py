@@ -172,12 +172,16 @@ class SchedulerMetrics:
         self.running.labels(run.job_id).set(len(starts))
         self.running_since.labels(run.job_id).set(min(starts))
 
-    def run_finished(self, run: Run, *, was_running: bool = True, final: bool = True) -> None:
+    def run_finished(
+        self, run: Run, *, was_running: bool = True, final: bool = True, still_running: bool = False
+    ) -> None:
         """Account for a finished attempt.
 
         ``was_running`` is False for missed and skipped fire times. Only the ``final``
         attempt of a fire time counts in ``sundial_job_runs_total`` and the last
         success/failure times: a failure that a retry then fixes pages nobody.
+        ``still_running`` keeps a timed-out ``def`` job's thread counted as running
+        until :meth:`run_stopped`.
         """
         job_id = run.job_id
         if job_id not in self._jobs:
@@ -185,12 +189,8 @@ class SchedulerMetrics:
         if final:
             self.runs.labels(job_id, run.outcome.value).inc()
         if was_running and run.started_at is not None:
-            starts = self._running_starts.get(job_id, [])
-            started = run.started_at.timestamp()
-            if started in starts:
-                starts.remove(started)
-            self.running.labels(job_id).set(len(starts))
-            self.running_since.labels(job_id).set(min(starts) if starts else 0)
+            if not still_running:
+                self.run_stopped(run)
             if run.duration_seconds is not None:
                 self.duration.labels(job_id).observe(run.duration_seconds)
         if not final:
@@ -200,6 +200,17 @@ class SchedulerMetrics:
             self.last_success.labels(job_id).set(finished)
         elif run.outcome in (Outcome.FAILURE, Outcome.TIMEOUT):
             self.last_failure.labels(job_id).set(finished)
+
+    def run_stopped(self, run: Run) -> None:
+        """The work of ``run`` is no longer executing."""
+        starts = self._running_starts.get(run.job_id)
+        if run.job_id not in self._jobs or starts is None or run.started_at is None:
+            return
+        started = run.started_at.timestamp()
+        if started in starts:
+            starts.remove(started)
+        self.running.labels(run.job_id).set(len(starts))
+        self.running_since.labels(run.job_id).set(min(starts) if starts else 0)
 
     def restore_last(self, job_id: str, success: float | None, failure: float | None) -> None:
         """Seed last success/failure from history, so a restart does not reset them."""

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +38,15 @@ def not_run_id(job_id: str, scheduled_time: datetime, outcome: Outcome) -> str:
 
 
 class RunTimedOut(TimeoutError):
-    """Raised when a run outlives its job's ``timeout``."""
+    """Raised when a run outlives its job's ``timeout``.
+
+    A ``def`` job cannot be stopped from outside its thread: ``thread`` is the work still
+    running then, so that the run can stay visible as running until it really ends.
+    """
+
+    def __init__(self, message: str, thread: Future[Any] | None = None) -> None:
+        super().__init__(message)
+        self.thread = thread
 
 
 @dataclass(frozen=True)
@@ -178,6 +185,10 @@ class Runner:
             raise
         except RunTimedOut as error:
             finished = run.finish(Outcome.TIMEOUT, error=error)
+            if error.thread is not None:
+                self._outlived(finished, error.thread)
+                self._done(finished, started, final=last, still_running=True)
+                return finished.outcome
         except Exception as error:
             finished = run.finish(Outcome.FAILURE, error=error, tb=traceback.format_exc())
         else:
@@ -190,14 +201,13 @@ class Runner:
     async def _invoke(self, invocation: Invocation, context: RunContext) -> None:
         set_current_run(context)
         func, args, kwargs = invocation.func, invocation.args, invocation.kwargs
+        thread: Future[Any] | None = None
         if inspect.iscoroutinefunction(func):
             call = func(*args, **kwargs)
         else:
-            loop = asyncio.get_running_loop()
             ctx = contextvars.copy_context()
-            call = loop.run_in_executor(
-                self._job_pool, functools.partial(ctx.run, func, *args, **kwargs)
-            )
+            thread = self._job_pool.submit(ctx.run, func, *args, **kwargs)
+            call = asyncio.wrap_future(thread)
         limit = invocation.view.options.timeout_seconds
         deadline = asyncio.timeout(limit)
         try:
@@ -205,13 +215,24 @@ class Runner:
                 await call
         except TimeoutError:
             if deadline.expired():
-                raise RunTimedOut(f"timed out after {limit:g}s") from None
+                still = thread if thread is not None and not thread.done() else None
+                raise RunTimedOut(f"timed out after {limit:g}s", still) from None
             raise  # the job's own TimeoutError is a failure like any other
 
-    def _done(self, run: Run, started: float, *, final: bool) -> None:
+    def _outlived(self, run: Run, thread: Future[Any]) -> None:
+        """Keep a timed-out ``def`` job counted as running until its thread returns."""
+        log.warning("run.thread_still_running", job_id=run.job_id, run_id=run.run_id)
+
+        def stopped(_: Future[Any]) -> None:
+            self._metrics.run_stopped(run)
+            log.info("run.thread_finished", job_id=run.job_id, run_id=run.run_id)
+
+        thread.add_done_callback(stopped)
+
+    def _done(self, run: Run, started: float, *, final: bool, still_running: bool = False) -> None:
         self._writer.record(run)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-        self._metrics.run_finished(run, final=final)
+        self._metrics.run_finished(run, final=final, still_running=still_running)
         event = log.info if run.outcome is Outcome.SUCCESS else log.error
         event(
             "run.finished",
