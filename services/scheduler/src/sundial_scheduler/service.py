@@ -108,6 +108,12 @@ class SundialScheduler:
         self._ready = False
         self._last_tick = time.monotonic()
         self._ticks = 0
+        # An instance is taken for dead once its heartbeat is this old...
+        self._silence = max(3 * self._tick, self._lease)
+        # ...but only by an instance that has itself reached the backend for that long
+        # (monotonic start of the current streak of good ticks; None while failing):
+        # after an outage every heartbeat is old, the live instances' included.
+        self._reachable_since: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self.http: HealthServer | None = None
@@ -213,12 +219,15 @@ class SundialScheduler:
             if not isinstance(error, BackendError | TimeoutError):
                 log.exception("leadership.failed")
             self._ready = False
+            self._reachable_since = None
             self.metrics.backend_error("leadership")
             log.warning("backend.unreachable", error=str(error) or type(error).__name__)
             if self._leading and time.monotonic() >= self._lease_until:
                 await self._demote("lease expired while the backend was unreachable")
             return
         self._ready = True
+        if self._reachable_since is None:
+            self._reachable_since = started
         self.metrics.backend_ok(True)
         self.metrics.heartbeat.set(time.time())
         if self._leading:
@@ -226,7 +235,10 @@ class SundialScheduler:
 
     async def _interrupt_orphans(self) -> None:
         """Mark runs of instances whose heartbeat stopped as interrupted."""
-        cutoff = utcnow() - timedelta(seconds=max(3 * self._tick, self._lease))
+        since = self._reachable_since
+        if since is None or time.monotonic() - since < self._silence:
+            return  # the others may not have had the chance to heartbeat yet
+        cutoff = utcnow() - timedelta(seconds=self._silence)
         instances = await self._io(self.backend.list_instances)
         live = {i.id for i in instances if i.last_seen >= cutoff} | {self.instance_id}
         interrupted = await self._io(self.backend.interrupt_orphaned_runs, live)

@@ -114,6 +114,10 @@ MAX_TRANSACTION_ATTEMPTS = 20
 SCAN_CHUNK = 200
 #: runs, commands or claims deleted per transaction while pruning or capping
 PRUNE_CHUNK = 500
+#: a standby that finds the leader lock this close to expiring (a fraction of the lease,
+#: the scheduler's polling interval at most) waits for the expiry and tries once more
+LEADER_EXPIRY_WAIT_FRACTION = 1 / 3
+LEADER_EXPIRY_MARGIN_SECONDS = 0.01
 _FAILED = frozenset({Outcome.FAILURE, Outcome.TIMEOUT})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -897,11 +901,23 @@ class RedisBackend(Backend):
     @_guarded
     def acquire_leadership(self, instance_id: str, lease_seconds: float) -> bool:
         lease_ms = max(1, int(lease_seconds * 1000))
-        held = bool(self._client.set(LEADER_KEY, instance_id, nx=True, px=lease_ms))
-        # Already ours (or our SET applied but its reply was lost): extend, by token.
-        held = held or bool(self._renew(keys=[LEADER_KEY], args=[instance_id, lease_ms]))
+        held = self._take_lock(instance_id, lease_ms)
+        if not held:
+            # A live leader renews every third of the lease, so a lock this close to
+            # expiring has a dead or stuck holder. Wait for the expiry rather than for
+            # the next poll: a dead leader is then replaced within the lease.
+            remaining_ms = int(self._client.pttl(LEADER_KEY))
+            if 0 < remaining_ms <= lease_ms * LEADER_EXPIRY_WAIT_FRACTION:
+                time.sleep(remaining_ms / 1000 + LEADER_EXPIRY_MARGIN_SECONDS)
+                held = self._take_lock(instance_id, lease_ms)
         self._leader_id = instance_id if held else self._leader_id
         return held
+
+    def _take_lock(self, instance_id: str, lease_ms: int) -> bool:
+        if self._client.set(LEADER_KEY, instance_id, nx=True, px=lease_ms):
+            return True
+        # Already ours (or our SET applied but its reply was lost): extend, by token.
+        return bool(self._renew(keys=[LEADER_KEY], args=[instance_id, lease_ms]))
 
     @_guarded
     def renew_leadership(self, instance_id: str, lease_seconds: float) -> bool:

@@ -53,6 +53,13 @@ KEEPALIVES: dict[str, str | int | None] = {
     "keepalives_interval": 2,
     "keepalives_count": 3,
 }
+# The same on the server's side of the leader's connection: the advisory lock is held
+# until Postgres sees the session end, which for a host that died or dropped off the
+# network would otherwise take the server's default keepalive time (often 2 hours).
+# Set per session with SET (not a startup option, which poolers reject).
+SERVER_KEEPALIVES = (
+    "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3"
+)
 # Long enough to ride out the other process's write transaction, short enough that a
 # stuck writer shows up as an error rather than a hang.
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
@@ -203,7 +210,7 @@ class SqlBackend(Backend):
             else ""
         )
         self._listener = _DedicatedConnection(conninfo, setup=f"LISTEN {NOTIFY_CHANNEL}")
-        self._leader_conn = _DedicatedConnection(conninfo)
+        self._leader_conn = _DedicatedConnection(conninfo, setup=SERVER_KEEPALIVES)
         self._listen_lock = threading.Lock()
         self._leader_lock = threading.Lock()
         self._leader_id: str | None = None

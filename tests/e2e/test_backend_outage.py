@@ -1,0 +1,232 @@
+"""The backend server dies and comes back under running schedulers (SPEC §4).
+
+Each test starts a private server (the machine's shared Postgres and Redis serve other
+tests), runs a leader and a standby on it, crashes the server, waits, starts it again
+on the same port, and asserts that no scheduler exited, jobs run again, every run a
+scheduler logged as recorded is still in the history, and no live scheduler's run was
+taken for orphaned.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from failover import (
+    Cluster,
+    all_runs,
+    duplicate_fire_times,
+    first_start,
+    free_port,
+    now,
+    unfinished,
+)
+
+from sundial.backends import Backend, BackendError, open_backend
+from sundial.models import Outcome
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+LEASE_SECONDS = 3.0
+OUTAGE_SECONDS = 5.0
+FROZEN_SECONDS = 1.5
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# A run recorded while the server was up must survive the crash: Redis writes every
+# command to its append-only file before answering (a server with neither AOF nor RDB
+# forgets everything on restart, and no scheduler could keep a record then).
+REDIS_DURABLE = ("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+
+
+@dataclass
+class Server:
+    """A private backend server the test can crash and start again."""
+
+    url: str
+    crash: Callable[[], None]
+    start: Callable[[], None]
+
+
+def wait_ready(check: Callable[[], object], within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            check()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@contextmanager
+def redis_server() -> Iterator[Server]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="sundial-redis-"))
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir)]
+    process: subprocess.Popen[bytes] | None = None
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def start() -> None:
+        nonlocal process
+        log = (workdir / "redis.log").open("ab")
+        process = subprocess.Popen([*command, *REDIS_DURABLE], stdout=log, stderr=log)
+        wait_ready(redis.Redis.from_url(url).ping)
+
+    def crash() -> None:
+        assert process is not None
+        process.kill()
+        process.wait()
+
+    start()
+    try:
+        yield Server(url, crash, start)
+    finally:
+        if process is not None and process.poll() is None:
+            crash()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def postgres_server() -> Iterator[Server]:
+    if not (PG_BIN / "pg_ctl").exists():
+        pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN}")
+    # Postgres refuses to run as root: as root, run it as the machine's postgres user.
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run a server as")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="sundial-pg-"))
+    if prefix:
+        os.chown(workdir, owner.pw_uid, owner.pw_gid)
+    data = workdir / "data"
+
+    def pg(*args: str) -> None:
+        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)
+
+    pg(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync")
+    options = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+
+    def start() -> None:
+        log = str(workdir / "postgres.log")
+        pg(str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", log, "-w", "start")
+
+    def crash() -> None:
+        # "immediate" is a crash for the clients: every backend dies at once, no
+        # checkpoint; the next start recovers from the WAL.
+        pg(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+
+    start()
+    try:
+        yield Server(url, crash, start)
+    finally:
+        subprocess.run(
+            [*prefix, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(params=["postgres", "redis"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    with postgres_server() if request.param == "postgres" else redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def backend(server: Server) -> Iterator[Backend]:
+    instance = open_backend(server.url)
+    instance.setup()
+    yield instance
+    instance.close()
+
+
+def watch(cluster: Cluster, seconds: float) -> set[str]:
+    """Keep checking that no replica exits; the roles /readyz reported as not ready."""
+    not_ready: set[str] = set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        cluster.check_alive()
+        for replica in cluster.live():
+            if replica.ready() is False:
+                not_ready.add(replica.instance_id)
+        time.sleep(0.2)
+    return not_ready
+
+
+def recorded_before(backend: Backend, within: float = 30) -> dict[str, Outcome]:
+    """The finished runs in the history once a few have been recorded."""
+    deadline = time.monotonic() + within
+    while True:
+        finished = {
+            run.run_id: run.outcome for run in all_runs(backend) if run.finished_at is not None
+        }
+        if sum(outcome is Outcome.SUCCESS for outcome in finished.values()) >= 6:
+            return finished
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(finished)} runs recorded within {within}s")
+        time.sleep(0.2)
+
+
+def test_schedulers_survive_a_backend_crash_and_lose_no_recorded_run(
+    server: Server, backend: Backend, tmp_path: Path
+) -> None:
+    debug = {"SUNDIAL_LOG_LEVEL": "DEBUG"}  # for the writer's run.recorded events
+    with Cluster(
+        server.url, tmp_path, size=2, lease_seconds=LEASE_SECONDS, grace_seconds=10, env=debug
+    ) as cluster:
+        first = cluster.wait_for_leader(backend, within=30)
+        before = recorded_before(backend)
+
+        server.crash()
+        with pytest.raises(BackendError):
+            backend.ping()
+        not_ready = watch(cluster, OUTAGE_SECONDS - FROZEN_SECONDS)
+        # Freeze the leader across the restart, so that the standby takes over while the
+        # old leader still has runs in flight and an old heartbeat: the new leader must
+        # not take it for dead.
+        first.process.send_signal(signal.SIGSTOP)
+        time.sleep(FROZEN_SECONDS)
+        server.start()
+        back_at = now()
+        time.sleep(FROZEN_SECONDS)
+        first.process.send_signal(signal.SIGCONT)
+
+        leader = cluster.wait_for_leader(backend, within=60, after=back_at)
+        assert leader is not first
+        watch(cluster, 3)
+        codes = cluster.stop()
+        assert set(codes.values()) == {0}, codes
+
+    runs = all_runs(backend)
+    stored = {run.run_id: run for run in runs}
+    recorded = {event["run_id"] for event in cluster.events("run.recorded")}
+    assert not_ready == {replica.instance_id for replica in cluster.every}, (
+        "/readyz should say not ready while the backend is down"
+    )
+    # Every scheduler lived through the outage: none of their runs was theirs to sweep.
+    assert cluster.events("runs.interrupted") == []
+    assert recorded, "the schedulers logged no run as recorded"
+    assert recorded <= stored.keys(), f"recorded runs lost: {recorded - stored.keys()}"
+    assert {run_id: stored[run_id].outcome for run_id in before if run_id in stored} == before
+    assert first_start(runs, after=back_at, by=leader.instance_id) is not None
+    assert duplicate_fire_times(runs) == []
+    assert unfinished(runs) == []
