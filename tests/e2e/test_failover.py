@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from failover import (
     first_start,
     kill_leaders,
     longest_gap,
+    now,
     summarise,
     unfinished,
     write_report,
@@ -152,3 +154,33 @@ def assert_no_long_gap(runs: list[Run], job_id: str) -> None:
     by_start = longest_gap(runs, job_id, lambda run: run.started_at)
     assert by_fire_time[0] <= MAX_GAP_SECONDS, f"{job_id}: fire times lost: {by_fire_time}"
     assert by_start[0] <= MAX_GAP_SECONDS, f"{job_id}: no run for too long: {by_start}"
+
+
+def test_a_frozen_leader_is_replaced_within_its_lease(
+    backend_url: str, backend: Backend, tmp_path: Path
+) -> None:
+    """A leader that stops without dying (SIGSTOP: a stuck process) still fails over.
+
+    On Postgres the frozen process keeps its session, and so its advisory lock; the
+    standby ends that session once the lease stamp expires. When the old leader wakes up,
+    it must notice it lost the lock, and run nothing.
+    """
+    with Cluster(backend_url, tmp_path, lease_seconds=LEASE_SECONDS, size=2) as cluster:
+        frozen = cluster.wait_for_leader(backend, within=30)
+        stopped_at = now()
+        frozen.process.send_signal(signal.SIGSTOP)
+        try:
+            successor = cluster.wait_for_leader(backend, within=30, after=stopped_at)
+            took_over = first_start(all_runs(backend), after=stopped_at, by=successor.instance_id)
+        finally:
+            frozen.process.send_signal(signal.SIGCONT)
+        woke_at = now()
+        time.sleep(3 * TICK_SECONDS + 1)
+        assert frozen.role() == "standby"
+        assert first_start(all_runs(backend), after=woke_at, by=frozen.instance_id) is None
+        codes = cluster.stop()
+        assert set(codes.values()) == {0}, codes
+
+    assert took_over is not None
+    assert (took_over - stopped_at).total_seconds() <= FAILOVER_BOUND_SECONDS
+    assert not duplicate_fire_times(all_runs(backend))

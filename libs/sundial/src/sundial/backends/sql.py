@@ -65,6 +65,10 @@ SERVER_KEEPALIVES = (
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 SQLITE_POLL_SECONDS = 0.5
 LEASE_NAME = "leader"
+#: the lease row a Postgres leader stamps next to its advisory lock
+PG_LEASE_NAME = "postgres-leader"
+STALE_LOCK_RETRIES = 10
+STALE_LOCK_RETRY_SECONDS = 0.05
 JOBSTORE_TABLE = "sundial_apscheduler_jobs"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Keeps IN (...) lists well under every driver's bound-parameter limit.
@@ -526,7 +530,10 @@ class SqlBackend(Backend):
                 raise self._error(error) from error
             if got is not None and got[0]:
                 self._leader_id = instance_id
+                self._stamp_lease(instance_id, lease_seconds)
                 return True
+            if self._end_stale_leader_session():
+                return self._retry_advisory_lock(instance_id, lease_seconds)
             return False
 
     def renew_leadership(self, instance_id: str, lease_seconds: float) -> bool:
@@ -536,7 +543,7 @@ class SqlBackend(Backend):
             if self._leader_id != instance_id:
                 return False
             if self._holds_advisory_lock():
-                return True
+                return self._stamp_lease(instance_id, lease_seconds)
             # The session (and so the lock) is gone: someone else may hold it already.
             self._leader_id = None
             self._leader_conn.drop()
@@ -639,6 +646,62 @@ class SqlBackend(Backend):
             summary = summaries.setdefault(run.job_id, _empty_summary(run.job_id))
             _fold(summary, run)
         conn.execute(self._upsert(_summaries, ["job_id"]), list(summaries.values()))
+
+    # A session can hold the advisory lock while its process is frozen or its event loop
+    # stuck: the kernel still answers keepalives. So the holder also stamps a lease, on
+    # the database's clock, and a standby that finds the stamp expired ends the holder's
+    # session, which frees the lock. The old leader learns it at its next renewal.
+    def _stamp_lease(self, instance_id: str, lease_seconds: float) -> bool:
+        try:
+            self._leader_conn.get().execute(
+                "INSERT INTO sundial_leader_lease (name, holder, expires_at)"
+                " VALUES (%s, %s, now() + make_interval(secs => %s))"
+                " ON CONFLICT (name) DO UPDATE"
+                " SET holder = excluded.holder, expires_at = excluded.expires_at",
+                (PG_LEASE_NAME, instance_id, lease_seconds),
+            )
+        except psycopg.Error as error:
+            self._leader_id = None
+            self._leader_conn.drop()
+            raise self._error(error) from error
+        return True
+
+    def _end_stale_leader_session(self) -> bool:
+        """Terminate the lock holder's session if its lease stamp has expired."""
+        try:
+            row = (
+                self._leader_conn.get()
+                .execute(
+                    "SELECT pg_terminate_backend(l.pid) FROM pg_locks l"
+                    " JOIN sundial_leader_lease s ON s.name = %s AND s.expires_at < now()"
+                    " WHERE l.locktype = 'advisory' AND l.granted"
+                    " AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1",
+                    (PG_LEASE_NAME, LEADER_LOCK_KEY >> 32, LEADER_LOCK_KEY & 0xFFFFFFFF),
+                )
+                .fetchone()
+            )
+        except psycopg.Error as error:
+            self._leader_conn.drop()
+            raise self._error(error) from error
+        return row is not None and bool(row[0])
+
+    def _retry_advisory_lock(self, instance_id: str, lease_seconds: float) -> bool:
+        """Take the lock freed by a terminated session (its backend exits in moments)."""
+        for _ in range(STALE_LOCK_RETRIES):
+            try:
+                got = (
+                    self._leader_conn.get()
+                    .execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,))
+                    .fetchone()
+                )
+            except psycopg.Error as error:
+                self._leader_conn.drop()
+                raise self._error(error) from error
+            if got is not None and got[0]:
+                self._leader_id = instance_id
+                return self._stamp_lease(instance_id, lease_seconds)
+            time.sleep(STALE_LOCK_RETRY_SECONDS)
+        return False
 
     def _holds_advisory_lock(self) -> bool:
         """Whether the leader session is alive and still holds the advisory lock."""
