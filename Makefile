@@ -4,7 +4,22 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 COMPOSE_FILE := deploy/compose/compose.yaml
 UV ?= uv
 
-.PHONY: help up down logs run dev test test-unit lint format bench sync
+# The stack: `make up BACKEND=redis` for the Redis-backed variant; PROJECT, ENV_FILE and
+# COMPOSE_OVERRIDE (an extra compose file) let the smoke test run a stack of its own.
+PROJECT ?= sundial
+ENV_FILE ?= .env
+BACKEND ?= postgres
+COMPOSE_OVERRIDE ?=
+UP_TIMEOUT ?= 300
+STACK = $(COMPOSE) -p $(PROJECT) -f $(COMPOSE_FILE) $(if $(COMPOSE_OVERRIDE),-f $(COMPOSE_OVERRIDE)) --env-file $(ENV_FILE)
+ifeq ($(BACKEND),redis)
+STACK += --profile redis
+export SUNDIAL_BACKEND_URL := redis://redis:6379/0
+else ifneq ($(BACKEND),postgres)
+$(error BACKEND must be postgres or redis, not '$(BACKEND)')
+endif
+
+.PHONY: help up down logs run dev test test-unit smoke lint format bench sync
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -15,23 +30,30 @@ help:  ## list the targets
 sync:
 	$(UV) sync --frozen
 
-up: .env  ## start the whole stack with Docker Compose
-	$(COMPOSE) -f $(COMPOSE_FILE) --env-file .env up -d --build --wait
+up: $(ENV_FILE)  ## start the whole stack with Docker Compose and wait until it is healthy
+	$(STACK) up -d --build --remove-orphans
+	@deploy/compose/wait-healthy.sh $(UP_TIMEOUT) $(STACK)
+	@printf '%s\n' "Sundial is up:" \
+	  "  API docs      http://localhost:$${API_PORT:-8000}/docs" \
+	  "  Grafana       http://localhost:$${GRAFANA_PORT:-3000}/d/sundial-overview" \
+	  "  Prometheus    http://localhost:$${PROMETHEUS_PORT:-9090}" \
+	  "  Alertmanager  http://localhost:$${ALERTMANAGER_PORT:-9093}" \
+	  "  Mailpit       http://localhost:$${MAILPIT_PORT:-8025}"
 
-down:  ## stop the stack and remove its containers
-	$(COMPOSE) -f $(COMPOSE_FILE) --env-file .env down --remove-orphans
+down: $(ENV_FILE)  ## stop the stack and remove its containers (data volumes stay; DOWN_ARGS=--volumes drops them)
+	$(STACK) --profile redis --profile dev down --remove-orphans $(DOWN_ARGS)
 
-logs:  ## follow the stack's logs
-	$(COMPOSE) -f $(COMPOSE_FILE) --env-file .env logs -f --tail=100
+logs: $(ENV_FILE)  ## follow the stack's logs (SERVICES="scheduler api" for some)
+	$(STACK) logs -f --tail=100 $(SERVICES)
 
 run: sync  ## run one scheduler in the foreground (backend from SUNDIAL_BACKEND_URL)
 	$(UV) run sundial-scheduler
 
 dev: sync  ## api + scheduler without Docker, on the embedded SQLite default
 	@mkdir -p var
-	@trap 'kill 0' EXIT INT TERM; \
-	SUNDIAL_LOG_FORMAT=console $(UV) run sundial-scheduler & \
-	SUNDIAL_LOG_FORMAT=console $(UV) run uvicorn sundial_api.main:app --port 8000 & \
+	@SUNDIAL_LOG_FORMAT=console $(UV) run sundial-scheduler & scheduler=$$!; \
+	SUNDIAL_LOG_FORMAT=console $(UV) run uvicorn sundial_api.main:app --port 8000 & api=$$!; \
+	trap 'kill -TERM $$scheduler $$api 2>/dev/null; wait' INT TERM; \
 	wait
 
 test: sync  ## the whole suite (real Postgres/Redis from SUNDIAL_TEST_*_URL, else testcontainers)
@@ -39,6 +61,13 @@ test: sync  ## the whole suite (real Postgres/Redis from SUNDIAL_TEST_*_URL, els
 
 test-unit: sync  ## unit tests only, no services
 	$(UV) run pytest tests/unit
+
+.PHONY: chaos
+chaos: sync  ## kill the leader of 3 schedulers again and again for 150 s, per backend
+	SUNDIAL_CHAOS_SECONDS=150 $(UV) run pytest tests/e2e/test_failover.py -s
+
+smoke: sync  ## `make up`, jobs run, targets up, an alert delivered, `make down` (needs Docker)
+	$(UV) run pytest tests/smoke -m smoke --durations=0
 
 lint: sync  ## ruff, formatting and mypy --strict
 	$(UV) run ruff check .

@@ -1,0 +1,275 @@
+"""Smoke test of the compose stack: what a user sees after `make up`, then `make down`.
+
+Runs the README's verbs for real (``make up`` / ``make down``) as a stack of its own
+(project ``sundial-smoke``, free loopback ports, ``.env.example`` as the env file), so it
+neither touches a user's ``.env`` nor collides with a running stack. Images come from
+the usual variables (``POSTGRES_IMAGE``, ``GRAFANA_IMAGE``, ...): upstream by default, the
+stand-ins of ``.ci/images.sh`` in CI, where Grafana and Mailpit are stand-ins that answer
+only the calls made here (see ``.ci/images/grafana`` and ``.ci/images/mailpit``).
+
+To see an alert delivered within a minute or two, the stack gets two test-only parts
+through an extra compose file: a job module (mounted like a user's ``./jobs``) with a
+critical job that always fails, and the rule file rendered with every ``for:`` at 10s.
+Marked ``smoke``; not part of ``make test``. Run it with ``make smoke``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+pytestmark = [pytest.mark.smoke, pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "sundial-smoke"
+FAILING_JOB = "smoke_always_fails"
+EXAMPLE_JOBS = {"heartbeat_ping", "sync_inventory"}
+PORTS = (
+    "API_PORT",
+    "GRAFANA_PORT",
+    "PROMETHEUS_PORT",
+    "ALERTMANAGER_PORT",
+    "MAILPIT_PORT",
+    "MAILPIT_SMTP_PORT",
+    "POSTGRES_PORT",
+    "REDIS_PORT",
+)
+JOB_MODULE = f'''
+"""A critical job that always fails: the smoke test waits for its alert."""
+
+from sundial import every, job
+
+
+@job(every(seconds=10), id="{FAILING_JOB}", critical=True)
+def always_fails() -> None:
+    raise RuntimeError("smoke test: this job always fails")
+'''
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Stack:
+    env: dict[str, str]
+    make_args: list[str]
+
+    def url(self, port_var: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.env[port_var]}{path}"
+
+    def make(self, target: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["make", "--no-print-directory", target, *self.make_args, *extra],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+
+    def containers(self, service: str | None = None) -> list[str]:
+        filters = ["--filter", f"label=com.docker.compose.project={PROJECT}"]
+        if service:
+            filters += ["--filter", f"label=com.docker.compose.service={service}"]
+        out = subprocess.run(
+            ["docker", "ps", "-a", "-q", *filters], capture_output=True, text=True, check=True
+        )
+        return out.stdout.split()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def eventually(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+        except OSError as error:  # not listening yet, connection reset, HTTP errors
+            last_error, result = error, None
+        if result:
+            return result
+        time.sleep(3)
+    pytest.fail(f"not seen within {timeout:.0f}s: {what} (last error: {last_error})")
+
+
+def render_short_rules(target: Path) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "generate_rules", ROOT / "deploy/prometheus/generate_rules.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while defined
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    target.write_text(module.render(for_override="10s"), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if (
+        shutil.which("docker") is None
+        or subprocess.run(["docker", "info"], capture_output=True).returncode
+    ):
+        pytest.skip("needs a running Docker engine")
+    work = tmp_path_factory.mktemp("smoke")
+    work.chmod(0o755)  # the containers' users read the mounted files
+    jobs, rules = work / "jobs", work / "rules"
+    jobs.mkdir(mode=0o755)
+    rules.mkdir(mode=0o755)
+    (jobs / "smoke_jobs.py").write_text(JOB_MODULE, encoding="utf-8")
+    render_short_rules(rules / "sundial.yml")
+    override = work / "compose.smoke.yaml"
+    override.write_text(
+        f"services:\n  prometheus:\n    volumes:\n      - {rules}:/etc/prometheus/rules:ro\n",
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        **{name: str(free_port()) for name in PORTS},
+        "SUNDIAL_JOBS_DIR": str(jobs),
+        "SUNDIAL_JOB_MODULES": "sundial_scheduler.jobs.examples,smoke_jobs",
+    }
+    for name in ("COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES"):
+        env.pop(name, None)
+    make_args = [
+        f"PROJECT={PROJECT}",
+        "ENV_FILE=.env.example",
+        f"COMPOSE_OVERRIDE={override}",
+        "DOWN_ARGS=--volumes",
+    ]
+    running = Stack(env=env, make_args=make_args)
+    up = running.make("up")
+    try:
+        assert up.returncode == 0, f"make up failed:\n{up.stdout[-4000:]}\n{up.stderr[-4000:]}"
+        yield running
+    finally:
+        running.make("down")
+
+
+def test_make_up_brings_every_service_up_healthy(stack: Stack) -> None:
+    services = {
+        "postgres",
+        "api",
+        "scheduler",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "mailpit",
+        "webhook-sink",
+    }
+    for service in services:
+        ids = stack.containers(service)
+        expected = 2 if service == "scheduler" else 1
+        assert len(ids) == expected, f"{service}: {len(ids)} containers, expected {expected}"
+        health = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Health.Status}}", *ids],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert health == ["healthy"] * expected, f"{service}: {health}"
+
+
+def test_example_jobs_and_the_mounted_job_module_run(stack: Stack) -> None:
+    def runs_seen() -> set[tuple[str, str]] | None:
+        page = get_json(stack.url("API_PORT", "/api/v1/runs?limit=200"))
+        seen = {(run["job_id"], run["outcome"]) for run in page["items"]}
+        wanted = {(job_id, "success") for job_id in EXAMPLE_JOBS} | {(FAILING_JOB, "failure")}
+        return seen if wanted <= seen else None
+
+    eventually(runs_seen, timeout=150, what="example jobs succeeding and the smoke job failing")
+
+
+def test_prometheus_scrapes_every_target(stack: Stack) -> None:
+    def all_up() -> list[dict[str, Any]] | None:
+        targets = get_json(stack.url("PROMETHEUS_PORT", "/api/v1/targets"))["data"]
+        active = targets["activeTargets"]
+        jobs = [target["labels"]["job"] for target in active]
+        healthy = all(target["health"] == "up" for target in active)
+        enough = jobs.count("sundial-scheduler") == 2 and {"sundial-api", "alertmanager"} <= set(
+            jobs
+        )
+        return active if healthy and enough else None
+
+    eventually(all_up, timeout=90, what="both schedulers, the API and Alertmanager scraped")
+
+
+def test_grafana_serves_the_provisioned_dashboard(stack: Stack) -> None:
+    assert get_json(stack.url("GRAFANA_PORT", "/api/health"))["database"] == "ok"
+    board = eventually(
+        lambda: get_json(stack.url("GRAFANA_PORT", "/api/dashboards/uid/sundial-overview")),
+        timeout=60,
+        what="dashboard sundial-overview provisioned",
+    )
+    assert board["dashboard"]["title"] == "Sundial / Overview"
+
+
+def test_a_failing_critical_job_pages_by_mail_and_webhook(stack: Stack) -> None:
+    def page_mail() -> dict[str, Any] | None:
+        messages = get_json(stack.url("MAILPIT_PORT", "/api/v1/messages"))["messages"]
+        return next(
+            (
+                message
+                for message in messages
+                if "SundialJobFailed" in message["Subject"]
+                and FAILING_JOB in message["Subject"]
+                and "[PAGE]" in message["Subject"]
+            ),
+            None,
+        )
+
+    mail = eventually(page_mail, timeout=240, what=f"a [PAGE] mail for {FAILING_JOB}")
+    assert [to["Address"] for to in mail["To"]] == ["oncall@example.com"]
+
+    def pager_webhook() -> bool:
+        logs = subprocess.run(
+            ["docker", "logs", *stack.containers("webhook-sink")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return any(
+            '"/pager"' in line and "SundialJobFailed" in line and FAILING_JOB in line
+            for line in logs.splitlines()
+        )
+
+    eventually(pager_webhook, timeout=60, what="the pager webhook for SundialJobFailed")
+
+
+def test_make_down_leaves_nothing_running(stack: Stack) -> None:
+    down = stack.make("down")
+    assert down.returncode == 0, down.stderr[-2000:]
+    assert stack.containers() == []
+    volumes = subprocess.run(
+        ["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert volumes == []
