@@ -241,7 +241,7 @@ def _print_scheduler(scheduler: dict[str, Any], *, detailed: bool) -> None:
     elif scheduler["instances"]:
         line = "[red]no live leader[/]"
     else:
-        line = "[red]no scheduler has ever started[/]"
+        line = "[red]no scheduler running (none registered)[/]"
     if age is not None:
         line += f", last heartbeat {_span(age)} ago"
     console.print(f"Scheduler: {line}", highlight=False)

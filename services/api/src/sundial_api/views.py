@@ -246,7 +246,7 @@ def _problems(scheduler: SchedulerStatus) -> tuple[list[str], list[str]]:
     fatal: list[str] = []
     warnings: list[str] = []
     if not scheduler.instances:
-        fatal.append("no scheduler instance has ever sent a heartbeat")
+        fatal.append("no scheduler is running: none is registered (stopped, or never started)")
     elif not scheduler.leader_present:
         fatal.append(
             "no live scheduler leader (no leader heartbeat within "
