@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from itertools import pairwise
+from typing import Any
 
 import pytest
 import sample_jobs
-from scheduler_harness import apply, running_scheduler, wait_for, wait_for_runs
+from prometheus_client import CollectorRegistry
+from scheduler_harness import apply, harness_settings, running_scheduler, wait_for, wait_for_runs
 
 from sundial.backends import Backend, open_backend
 from sundial.jobs import Registry, every
@@ -21,7 +24,9 @@ from sundial.models import (
     Run,
     utcnow,
 )
+from sundial_scheduler.engine import GuardedScheduler
 from sundial_scheduler.jobs.maintenance import MAINTENANCE_JOB_ID
+from sundial_scheduler.service import SundialScheduler
 
 pytestmark = pytest.mark.integration
 
@@ -276,3 +281,34 @@ async def test_system_maintenance_prunes_history_past_retention(
     kept = backend.list_runs(job_id="legacy", limit=100)
     assert {r.scheduled_time.date() for r in kept} == {recent.date()}
     assert len(kept) == 2
+
+
+class _SlowStart(SundialScheduler):
+    """A leader whose engine start-up outlasts its lease (a store of very many jobs)."""
+
+    starts = 0
+
+    def _sync_definitions(self, engine: GuardedScheduler) -> Any:
+        type(self).starts += 1
+        # Longer than the lease, and than the 5 s bound on ordinary backend calls.
+        time.sleep(6)
+        return super()._sync_definitions(engine)
+
+
+async def test_a_slow_engine_start_keeps_the_lease_and_starts_once(sqlite_url: str) -> None:
+    registry = Registry()
+    registry.job(every(seconds=1), id="tick")(sample_jobs.succeed)
+    scheduler = _SlowStart(
+        harness_settings(sqlite_url, leader_lease_seconds=1.5),
+        registry=registry,
+        metrics_registry=CollectorRegistry(),
+    )
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await wait_for(lambda: scheduler.scheduling, 20)
+        backend = scheduler.backend
+        await wait_for_runs(backend, "tick", 2, outcome=Outcome.SUCCESS)
+    finally:
+        scheduler.request_stop()
+        await asyncio.wait_for(task, 30)
+    assert _SlowStart.starts == 1

@@ -14,8 +14,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -108,6 +109,10 @@ class SundialScheduler:
         self._ready = False
         self._last_tick = time.monotonic()
         self._ticks = 0
+        # Bumped on every promotion and demotion: a start-up that finds it changed
+        # belongs to a leadership that has ended, and discards its engine.
+        self._generation = 0
+        self._promotion: asyncio.Task[None] | None = None
         # An instance is taken for dead once its heartbeat is this old...
         self._silence = max(3 * self._tick, self._lease)
         # ...but only by an instance that has itself reached the backend for that long
@@ -210,7 +215,7 @@ class SundialScheduler:
                     await self._demote("lost the leader lock")
             elif await self._io(self.backend.acquire_leadership, self.instance_id, self._lease):
                 self._lease_until = started + self._lease
-                await self._promote()
+                self._begin_promotion()
             await self._io(self.backend.heartbeat, self._instance(self.role))
             self._ticks += 1
             if self._leading and self._ticks % ORPHAN_SWEEP_TICKS == 0:
@@ -245,16 +250,37 @@ class SundialScheduler:
         if interrupted:
             log.warning("runs.interrupted", count=interrupted, reason="their instance stopped")
 
-    async def _promote(self) -> None:
+    def _begin_promotion(self) -> None:
+        """Lead: start the engine in the background while the ticks keep renewing the lease.
+
+        Starting on a store of many jobs takes a while; the lease must not lapse meanwhile.
+        """
         log.info("leader.promoted", instance=self.instance_id)
         self._leading = True
+        self._generation += 1
         self.metrics.set_leader(True)
+        self._promotion = asyncio.create_task(self._promote(self._generation))
+
+    async def _promote(self, generation: int) -> None:
         try:
             await self._interrupt_orphans()
-            await self._io(self._start_engine)
-        except Exception:
-            await self._demote("could not start the scheduler engine")
-            raise
+            engine, synced = await self._loop_run(self._prepare_engine)
+        except Exception as error:
+            log.error("leader.start_failed", error=str(error), error_type=type(error).__name__)
+            if generation == self._generation:
+                await self._demote("could not start the scheduler engine")
+            return
+        if generation != self._generation:
+            # Demoted while starting: this engine must never run a job.
+            threading.Thread(target=engine.shutdown, kwargs={"wait": False}).start()
+            return
+        with self._views_lock:
+            self._views = synced.views
+        await self._loop_run(self._publish, synced)
+        if generation != self._generation:
+            return
+        engine.resume()
+        self._engine = engine
         self._command_stop = threading.Event()
         self._command_thread = threading.Thread(
             target=self._command_loop, args=(self._command_stop,), name="sundial-commands"
@@ -273,6 +299,7 @@ class SundialScheduler:
     async def _demote(self, reason: str) -> None:
         log.warning("leader.demoted", instance=self.instance_id, reason=reason)
         self._leading = False
+        self._generation += 1
         self._lease_until = 0.0
         self.metrics.set_leader(False)
         self._stop_engine()
@@ -285,6 +312,7 @@ class SundialScheduler:
         log.info("scheduler.stopping", instance=self.instance_id)
         leading = self._leading
         self._leading = False
+        self._generation += 1  # a start-up still under way discards its engine
         self._stop_engine()
         try:
             if leading:
@@ -321,8 +349,8 @@ class SundialScheduler:
             await asyncio.sleep(self._tick)
 
     # -- the engine (leader only) --------------------------------------------------------
-    def _start_engine(self) -> None:
-        """Build APScheduler on the shared store and bring it in step with the code."""
+    def _prepare_engine(self) -> tuple[GuardedScheduler, _Synced]:
+        """APScheduler on the shared store, in step with the code, paused until published."""
         assert self._loop is not None
         store = TrackingJobStore(
             self.backend.create_jobstore(), self._job_changed, self.metrics.backend_error
@@ -339,14 +367,12 @@ class SundialScheduler:
         engine.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
         engine.start(paused=True)
         try:
-            self._sync_definitions(engine)
+            return engine, self._sync_definitions(engine)
         except BaseException:
             engine.shutdown(wait=False)
             raise
-        engine.resume()
-        self._engine = engine
 
-    def _sync_definitions(self, engine: GuardedScheduler) -> None:
+    def _sync_definitions(self, engine: GuardedScheduler) -> _Synced:
         """Apply SPEC §2: code defines jobs; run-time changes persist until the code changes."""
         catalog = {view.id: view for view in self._whole_catalog()}
         stored: dict[str, Job] = {job.id: job for job in engine.get_jobs()}
@@ -372,20 +398,24 @@ class SundialScheduler:
             else:
                 log.info("job.removed", job_id=job_id, reason="no longer defined in code")
                 engine.remove_job(job_id)
-        with self._views_lock:
-            self._views = views
-        for job_id in catalog.keys() - views.keys():
+        changed = [view for view in views.values() if catalog.get(view.id) != view]
+        return _Synced(views, changed, catalog.keys() - views.keys())
+
+    def _publish(self, synced: _Synced) -> None:
+        """Write what the sync changed to the catalog, and make every job's metrics."""
+        for job_id in synced.removed:
             self.writer.delete_job(job_id)
-        for view in views.values():
+        for view in synced.changed:
             self.writer.save_job(view)
+        for view in synced.views.values():
             self.metrics.job_known(view)
-        for summary in self.backend.run_summaries(list(views)).values():
+        for summary in self.backend.run_summaries(list(synced.views)).values():
             self.metrics.restore_last(
                 summary.job_id,
                 summary.last_success_at.timestamp() if summary.last_success_at else None,
                 summary.last_failure_at.timestamp() if summary.last_failure_at else None,
             )
-        log.info("jobs.synced", jobs=len(views))
+        log.info("jobs.synced", jobs=len(synced.views), changed=len(synced.changed))
 
     @staticmethod
     def _add_definition(engine: GuardedScheduler, definition: JobDefinition) -> Job:
@@ -542,6 +572,15 @@ class SundialScheduler:
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
         except TimeoutError:
             pass
+
+
+@dataclass(frozen=True)
+class _Synced:
+    """The catalog as the code and the store say it should be, and what differs."""
+
+    views: dict[str, JobView]
+    changed: list[JobView]
+    removed: Collection[str]
 
 
 def _with_next_run(view: JobView, next_run_time: datetime | None) -> JobView:
