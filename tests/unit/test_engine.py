@@ -1,26 +1,39 @@
-"""The APScheduler wrappers: a loop that survives store errors and stops when fenced."""
+"""The APScheduler wrappers: a loop that survives store errors, stops when fenced, and
+starts every due job before it writes their next run times in one batch."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.job import Job
+from apscheduler.jobstores.base import BaseJobStore
 from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from scheduler_harness import wait_for
 
 from sundial.config import JobDefaults
 from sundial_scheduler.engine import GuardedScheduler, SundialExecutor, TrackingJobStore
 
 INTERVAL = 0.2
 WATCH_SECONDS = 1.5
+MANY_JOBS = 50
 
 
 def tick() -> None:
     """The scheduled function; never called here (the fake submit only counts)."""
+
+
+def copy_job(job: Job) -> Job:
+    copy: Job = Job.__new__(Job)
+    copy.__setstate__(job.__getstate__())
+    copy._scheduler, copy._jobstore_alias = job._scheduler, job._jobstore_alias
+    return copy
 
 
 class FailingStore(MemoryJobStore):  # type: ignore[misc]
@@ -30,11 +43,50 @@ class FailingStore(MemoryJobStore):  # type: ignore[misc]
         super().__init__()
         self.failures = failures
 
+    def get_due_jobs(self, now: datetime) -> list[Job]:
+        # Copies, as a database store reads them: a change is kept only once it is written.
+        return [copy_job(job) for job in super().get_due_jobs(now)]
+
     def update_job(self, job: Job) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("server closed the connection unexpectedly")
         super().update_job(job)
+
+
+Call = tuple[str, list[str]]
+
+
+class OrderedExecutor(SundialExecutor):
+    """Notes each submission in a log shared with :class:`OrderedStore`."""
+
+    def __init__(self, calls: list[Call], loop: asyncio.AbstractEventLoop, submit: Any) -> None:
+        super().__init__(loop, submit)
+        self.calls = calls
+
+    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        self.calls.append(("submit", [job.id]))
+        super()._do_submit_job(job, run_times)
+
+
+class OrderedStore(TrackingJobStore):
+    """Notes each store write in a log shared with :class:`OrderedExecutor`."""
+
+    def __init__(self, calls: list[Call], inner: MemoryJobStore, recorder: Recorder) -> None:
+        super().__init__(inner, recorder.on_change, recorder.errors.append)
+        self.calls = calls
+
+    def update_job(self, job: Job) -> None:
+        self.calls.append(("update_job", [job.id]))
+        super().update_job(job)
+
+    def update_jobs(self, jobs: Sequence[Job]) -> None:
+        self.calls.append(("update_jobs", [job.id for job in jobs]))
+        super().update_jobs(jobs)
+
+    def remove_job(self, job_id: str) -> None:
+        self.calls.append(("remove_job", [job_id]))
+        super().remove_job(job_id)
 
 
 class Recorder:
@@ -68,15 +120,29 @@ def engines() -> Iterator[list[GuardedScheduler]]:
 
 
 def build_engine(
-    recorder: Recorder, inner: MemoryJobStore, engines: list[GuardedScheduler], **options: Any
+    recorder: Recorder,
+    inner: BaseJobStore,
+    engines: list[GuardedScheduler],
+    *,
+    executor: SundialExecutor | None = None,
+    **options: Any,
 ) -> GuardedScheduler:
-    """A scheduler configured as the service's ``_start_engine`` configures it."""
-    store = TrackingJobStore(inner, recorder.on_change, recorder.errors.append)
+    """A scheduler configured as the service's ``_start_engine`` configures it.
+
+    ``inner`` is wrapped in a :class:`TrackingJobStore` unless it is one already.
+    """
+    store = (
+        inner
+        if isinstance(inner, TrackingJobStore)
+        else TrackingJobStore(inner, recorder.on_change, recorder.errors.append)
+    )
     engine = GuardedScheduler(
         may_run=lambda: recorder.leading,
         on_error=recorder.errors.append,
         jobstores={"default": store},
-        executors={"default": SundialExecutor(asyncio.get_running_loop(), recorder.submit)},
+        executors={
+            "default": executor or SundialExecutor(asyncio.get_running_loop(), recorder.submit)
+        },
         job_defaults=JobDefaults().model_dump(),
         timezone=UTC,
         **options,
@@ -90,19 +156,24 @@ def add_tick(engine: GuardedScheduler) -> Job:
     return job
 
 
-async def test_keeps_scheduling_after_a_store_update_fails(
+async def test_keeps_scheduling_after_a_batched_write_fails(
     recorder: Recorder, engines: list[GuardedScheduler]
 ) -> None:
     engine = build_engine(recorder, FailingStore(failures=1), engines, jobstore_retry_interval=0.1)
     engine.start()
-    add_tick(engine)
+    first_fire = add_tick(engine).next_run_time
 
     await asyncio.sleep(WATCH_SECONDS)
 
-    assert "update_job" in recorder.errors  # the failure happened...
+    assert "update_jobs" in recorder.errors  # the failure happened...
     assert "process_jobs" in recorder.errors
-    # ...on the first submission, and the loop went on submitting afterwards.
-    assert len(recorder.submitted) > 3, recorder.submitted
+    # ...after the first submission; that fire time was not stored as done, so the next
+    # wakeup submits it again (the runner's claim refuses the repeat)...
+    fired = [run_times for _, run_times in recorder.submitted]
+    assert fired[:2] == [[first_fire], [first_fire]], fired
+    # ...and the loop went on submitting afterwards.
+    assert len(fired) > 3, fired
+    assert fired[2] == [first_fire + timedelta(seconds=INTERVAL)]
     assert engine.running
 
 
@@ -117,7 +188,7 @@ async def test_recovers_from_a_store_failure_with_the_services_settings(
 
     await asyncio.sleep(WATCH_SECONDS)
 
-    assert "update_job" in recorder.errors
+    assert "update_jobs" in recorder.errors
     assert len(recorder.submitted) > 1, recorder.submitted
 
 
@@ -170,3 +241,66 @@ async def test_tracking_store_reports_next_run_changes(
     assert ("tick", None, False) in recorder.changes  # paused
     assert recorder.changes[-1] == ("tick", None, True)  # removed
     assert recorder.errors == []
+
+
+async def test_submits_every_due_job_before_one_batched_write(
+    recorder: Recorder, engines: list[GuardedScheduler]
+) -> None:
+    calls: list[Call] = []
+    loop = asyncio.get_running_loop()
+    engine = build_engine(
+        recorder,
+        OrderedStore(calls, MemoryJobStore(), recorder),
+        engines,
+        executor=OrderedExecutor(calls, loop, recorder.submit),
+    )
+    submitted: list[JobSubmissionEvent] = []
+    engine.add_listener(submitted.append, EVENT_JOB_SUBMITTED)
+    engine.start(paused=True)
+    now = datetime.now(UTC)
+    ids = [f"job-{number:03}" for number in range(MANY_JOBS)]
+    for job_id in ids:
+        engine.add_job(tick, IntervalTrigger(minutes=1), id=job_id, next_run_time=now)
+    engine.add_job(tick, DateTrigger(now), id="once")
+
+    engine.resume()
+    await wait_for(lambda: ("remove_job", ["once"]) in calls, within=WATCH_SECONDS)
+
+    writes = [call for call in calls if call[0] != "submit"]
+    assert calls[: MANY_JOBS + 1] == [("submit", [job_id]) for job_id in [*ids, "once"]]
+    assert writes[0] == ("update_jobs", ids)  # one write, after every submission...
+    assert writes[-1] == ("remove_job", ["once"])  # ...then the finished one-off goes
+    assert [name for name, _ in writes].count("update_jobs") == 1
+    assert all(job.next_run_time == now + timedelta(minutes=1) for job in engine.get_jobs())
+    assert sorted(event.job_id for event in submitted) == sorted([*ids, "once"])
+    assert all(event.scheduled_run_times == [now] for event in submitted)
+    assert recorder.errors == []
+
+
+async def test_reports_a_job_over_its_max_instances(
+    recorder: Recorder, engines: list[GuardedScheduler]
+) -> None:
+    never = asyncio.Event()
+
+    async def stuck(job: Job, run_times: list[datetime]) -> None:
+        recorder.submitted.append((job.id, run_times))
+        await never.wait()
+
+    engine = build_engine(
+        recorder,
+        MemoryJobStore(),
+        engines,
+        executor=SundialExecutor(asyncio.get_running_loop(), stuck),
+    )
+    skipped: list[JobSubmissionEvent] = []
+    engine.add_listener(skipped.append, EVENT_JOB_MAX_INSTANCES)
+    engine.start()
+    job: Job = engine.add_job(tick, IntervalTrigger(seconds=INTERVAL), id="tick", max_instances=1)
+    first_fire = job.next_run_time
+
+    await wait_for(lambda: skipped, within=WATCH_SECONDS)
+
+    assert recorder.submitted == [("tick", [first_fire])]
+    assert skipped[0].job_id == "tick"
+    assert skipped[0].scheduled_run_times == [first_fire + timedelta(seconds=INTERVAL)]
+    never.set()

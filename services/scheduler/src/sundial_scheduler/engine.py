@@ -2,8 +2,9 @@
 
 - :class:`GuardedScheduler` runs APScheduler's wakeups on its own thread (so blocking job
   store calls never stall the event loop that runs async jobs), refuses to process jobs
-  when this instance cannot prove it leads, and survives a failing store call: APScheduler
-  3 lets an exception from ``update_job`` end its scheduling loop for good.
+  when this instance cannot prove it leads, survives a failing store call (APScheduler 3
+  lets an exception from ``update_job`` end its scheduling loop for good), and submits
+  every due job before it stores their next run times in one batched write.
 - :class:`TrackingJobStore` wraps the real store and reports every next-run-time change,
   which keeps the JSON catalog and the metrics in step without reading the store back.
 - :class:`SundialExecutor` hands each due job, with its fire times, to the runner on the
@@ -13,15 +14,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from threading import TIMEOUT_MAX
 from typing import Any
 
 import structlog
-from apscheduler.executors.base import BaseExecutor
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.executors.base import BaseExecutor, MaxInstancesReachedError
 from apscheduler.job import Job
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_PAUSED
+
+from sundial_scheduler.stores import update_jobs
 
 log = structlog.get_logger("sundial.engine")
 
@@ -34,7 +40,12 @@ JobChange = Callable[[str, datetime | None, bool], None]
 
 
 class GuardedScheduler(BackgroundScheduler):  # type: ignore[misc]
-    """A BackgroundScheduler whose loop neither dies on store errors nor runs when fenced."""
+    """A BackgroundScheduler whose loop neither dies on store errors nor runs when fenced.
+
+    Its wakeup replaces APScheduler 3.11's ``BaseScheduler._process_jobs`` and relies on
+    these internals of that version: ``_jobstores``, ``_jobstores_lock``,
+    ``_lookup_executor``, ``_dispatch_event``, ``Job._get_run_times`` and ``Job._modify``.
+    """
 
     def __init__(
         self, *, may_run: Callable[[], bool], on_error: Callable[[str], None], **options: Any
@@ -45,15 +56,120 @@ class GuardedScheduler(BackgroundScheduler):  # type: ignore[misc]
         super().__init__(**options)
 
     def _process_jobs(self) -> float | None:
+        """Start every due job, then store all their next run times; return the wait.
+
+        APScheduler stores each job right after submitting it, so the k-th due job waits
+        for k-1 store round trips (a transaction each) before it starts, and a wakeup's
+        lag grows with the number of jobs due. This wakeup submits every due job first
+        and then writes them all in one batched write per store (:mod:`.stores`).
+
+        Exactly-once does not depend on that write: should it fail after the jobs were
+        submitted, the store still holds the old next run times and the next wakeup fires
+        the same times again, which the runner's claims per ``(job_id, scheduled run
+        time)`` refuse.
+        """
         if not self._may_run():
             return float(self.jobstore_retry_interval)
         try:
-            wait: float | None = super()._process_jobs()
+            return self._process_due_jobs()
         except Exception as error:
             self._on_error("process_jobs")
             log.error("scheduler.process_jobs_failed", error=str(error))
             return float(self.jobstore_retry_interval)
-        return wait
+
+    def _process_due_jobs(self) -> float | None:
+        if self.state == STATE_PAUSED:
+            return None
+        now = datetime.now(self.timezone)
+        events: list[JobSubmissionEvent] = []
+        wakeups: list[datetime] = []
+        with self._jobstores_lock:
+            for alias, store in self._jobstores.items():
+                wakeup = self._process_store(alias, store, now, events)
+                if wakeup is not None:
+                    wakeups.append(wakeup)
+        for event in events:
+            self._dispatch_event(event)
+        if self.state == STATE_PAUSED or not wakeups:
+            return None
+        wait = min(wakeups).timestamp() - datetime.now(self.timezone).timestamp()
+        return min(max(wait, 0.0), TIMEOUT_MAX)
+
+    def _process_store(
+        self, alias: str, store: BaseJobStore, now: datetime, events: list[JobSubmissionEvent]
+    ) -> datetime | None:
+        """Fire one store's due jobs and write them back; return when it is next due."""
+        retry = now + timedelta(seconds=self.jobstore_retry_interval)
+        try:
+            due: list[Job] = store.get_due_jobs(now)
+        except Exception as error:
+            log.warning("scheduler.due_jobs_failed", jobstore=alias, error=str(error))
+            return retry
+        changed, finished = self._submit_due(alias, due, now, events)
+        try:
+            _store_jobs(store, changed)
+            for job_id in finished:
+                self.remove_job(job_id, alias)
+            next_run: datetime | None = store.get_next_run_time()
+        except Exception as error:
+            self._on_error("process_jobs")
+            log.error(
+                "scheduler.store_write_failed", jobstore=alias, jobs=len(changed), error=str(error)
+            )
+            return retry
+        return next_run.astimezone(self.timezone) if next_run else None
+
+    def _submit_due(
+        self, alias: str, due: list[Job], now: datetime, events: list[JobSubmissionEvent]
+    ) -> tuple[list[Job], list[str]]:
+        """Submit each due job; return those with a next run time and the ids of the rest."""
+        changed: list[Job] = []
+        finished: list[str] = []
+        for job in due:
+            try:
+                executor = self._lookup_executor(job.executor)
+            except KeyError:
+                log.error("job.executor_unknown", job_id=job.id, executor=job.executor)
+                finished.append(job.id)  # as APScheduler does: it could never run
+                continue
+            run_times: list[datetime] = job._get_run_times(now)
+            if not run_times:
+                continue
+            if job.coalesce:
+                run_times = run_times[-1:]
+            event = _submit(executor, job, alias, run_times)
+            if event is not None:
+                events.append(event)
+            next_run = job.trigger.get_next_fire_time(run_times[-1], now)
+            if next_run:
+                job._modify(next_run_time=next_run)
+                changed.append(job)
+            else:
+                finished.append(job.id)
+        return changed, finished
+
+
+def _submit(
+    executor: BaseExecutor, job: Job, alias: str, run_times: list[datetime]
+) -> JobSubmissionEvent | None:
+    """Hand one job to its executor; return the event APScheduler would dispatch."""
+    try:
+        executor.submit_job(job, run_times)
+    except MaxInstancesReachedError:
+        log.debug("job.max_instances_reached", job_id=job.id, max_instances=job.max_instances)
+        return JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, job.id, alias, run_times)
+    except Exception:
+        log.exception("job.submit_failed", job_id=job.id, executor=job.executor)
+        return None
+    return JobSubmissionEvent(EVENT_JOB_SUBMITTED, job.id, alias, run_times)
+
+
+def _store_jobs(store: BaseJobStore, jobs: Sequence[Job]) -> None:
+    """One batched write; through a :class:`TrackingJobStore` so the changes are reported."""
+    if isinstance(store, TrackingJobStore):
+        store.update_jobs(jobs)
+    else:
+        update_jobs(store, jobs)
 
 
 class TrackingJobStore(BaseJobStore):  # type: ignore[misc]
@@ -75,8 +191,11 @@ class TrackingJobStore(BaseJobStore):  # type: ignore[misc]
         self._inner.shutdown()
 
     def _call(self, operation: str, *args: Any) -> Any:
+        return self._guarded(operation, getattr(self._inner, operation), *args)
+
+    def _guarded(self, operation: str, function: Callable[..., Any], *args: Any) -> Any:
         try:
-            return getattr(self._inner, operation)(*args)
+            return function(*args)
         except (ConflictingIdError, JobLookupError):
             raise  # answers, not failures: APScheduler relies on them (replace_existing)
         except Exception as error:
@@ -104,6 +223,12 @@ class TrackingJobStore(BaseJobStore):  # type: ignore[misc]
     def update_job(self, job: Job) -> None:
         self._call("update_job", job)
         self._on_change(job.id, job.next_run_time, False)
+
+    def update_jobs(self, jobs: Sequence[Job]) -> None:
+        """Store many jobs' changes in one batched write (see :mod:`.stores`)."""
+        self._guarded("update_jobs", update_jobs, self._inner, jobs)
+        for job in jobs:
+            self._on_change(job.id, job.next_run_time, False)
 
     def remove_job(self, job_id: str) -> None:
         self._call("remove_job", job_id)
