@@ -19,10 +19,11 @@ import sqlalchemy as sa
 POSTGRES_URL_VARIABLE = "SUNDIAL_BENCH_POSTGRES_URL"
 REDIS_URL_VARIABLE = "SUNDIAL_BENCH_REDIS_URL"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-#: the test suite takes Redis databases 1-15 by process id; without an explicit db the
-#: benchmark takes the highest empty one, starting here
+#: the test suite takes Redis databases 1-12 by process id; without an explicit db the
+#: benchmark takes an empty one of the rest
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 HIGHEST_REDIS_DB = 15
+LOWEST_REDIS_DB = 13
 BACKENDS = ("postgres", "redis")
 
 
@@ -96,7 +97,7 @@ class Scratch:
         parts = urlsplit(self.redis_server)
         if parts.path.strip("/"):
             return self.redis_server  # chosen explicitly: used (and flushed) as given
-        for db in range(HIGHEST_REDIS_DB, 0, -1):
+        for db in range(HIGHEST_REDIS_DB, LOWEST_REDIS_DB - 1, -1):
             url = urlunsplit(parts._replace(path=f"/{db}"))
             client = redis.Redis.from_url(url)
             try:
