@@ -97,13 +97,17 @@ class FakeBackend(Backend):
             counts[job.state] += 1
         return counts
 
-    def claim_run(self, job_id: str, scheduled_time: datetime, instance_id: str) -> bool:
-        self._check("claim_run")
+    def claim_runs(
+        self, claims: Sequence[tuple[str, datetime]], instance_id: str
+    ) -> set[tuple[str, datetime]]:
+        self._check("claim_runs")
+        won: set[tuple[str, datetime]] = set()
         with self._lock:
-            if (job_id, scheduled_time) in self.claims:
-                return False
-            self.claims.add((job_id, scheduled_time))
-            return True
+            for claim in claims:
+                if claim not in self.claims:
+                    self.claims.add(claim)
+                    won.add(claim)
+        return won
 
     def save_runs(self, runs: Sequence[Run]) -> None:
         self._check("save_runs")

@@ -253,6 +253,90 @@ def test_concurrent_claims_have_one_winner(backend: Backend, other: Backend) -> 
     assert sorted(results) == [False] * 7 + [True]
 
 
+def test_a_claim_batch_wins_exactly_the_fire_times_nobody_held(
+    backend: Backend, other: Backend
+) -> None:
+    assert other.claim_run("report", at(0), "i-2") is True
+    assert other.claim_run("report", at(2), "i-2") is True
+    paris = timezone(timedelta(hours=2))
+    batch = [
+        ("report", at(0)),
+        ("report", at(1)),
+        ("report", at(2).astimezone(paris)),
+        ("report", at(3).astimezone(paris)),
+        ("etl", at(0)),
+    ]
+
+    won = backend.claim_runs(batch, "i-1")
+
+    assert won == {("report", at(1)), ("report", at(3)), ("etl", at(0))}
+    # The pairs come back as they were passed in, time zone included.
+    assert {when.utcoffset() for job_id, when in won if job_id == "report"} == {
+        timedelta(0),
+        timedelta(hours=2),
+    }
+    assert backend.claim_runs(batch, "i-1") == set()
+    assert other.claim_runs(batch, "i-2") == set()
+    assert backend.claim_runs([], "i-1") == set()
+
+
+def test_a_fire_time_twice_in_one_batch_is_won_once(backend: Backend) -> None:
+    paris = timezone(timedelta(hours=2))
+    won = backend.claim_runs([("report", at(0)), ("report", at(0).astimezone(paris))], "i-1")
+    assert len(won) == 1
+    assert backend.claim_run("report", at(0), "i-1") is False
+
+
+def test_a_large_claim_batch_is_all_or_nothing_per_fire_time(backend: Backend) -> None:
+    taken = [(f"job-{n}", at(0)) for n in range(0, 1_500, 10)]
+    assert backend.claim_runs(taken, "i-2") == set(taken)
+    batch = [(f"job-{n}", at(0)) for n in range(1_500)]
+
+    won = backend.claim_runs(batch, "i-1")
+
+    assert won == set(batch) - set(taken)
+    assert len(won) == 1_350
+
+
+Claims = list[tuple[str, datetime]]
+
+
+def claim_together(*calls: tuple[Backend, Claims, str]) -> list[set[tuple[str, datetime]]]:
+    """Run ``claim_runs`` calls on threads released at the same moment; their results."""
+    results: list[set[tuple[str, datetime]] | BackendError] = [set() for _ in calls]
+    start = threading.Barrier(len(calls))
+
+    def claim(index: int, target: Backend, claims: Claims, who: str) -> None:
+        start.wait()
+        try:
+            results[index] = target.claim_runs(claims, who)
+        except BackendError as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=claim, args=(i, *call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    failed = [result for result in results if isinstance(result, BackendError)]
+    assert failed == []
+    return [result for result in results if not isinstance(result, BackendError)]
+
+
+def test_concurrent_claim_batches_never_both_win_a_fire_time(
+    backend: Backend, other: Backend
+) -> None:
+    for minute in range(10):
+        fire_times = [(f"race-{n}", at(minute)) for n in range(900)]
+        # The second claimant asks in the opposite order: a backend that takes row locks
+        # in the order given deadlocks here, failing one of the two batches.
+        first, second = claim_together(
+            (backend, fire_times[:600], "i-1"), (other, fire_times[300:][::-1], "i-2")
+        )
+        assert first.isdisjoint(second)
+        assert first | second == set(fire_times)
+
+
 # runs ---------------------------------------------------------------------------------
 def test_save_runs_upserts_and_survives_a_new_instance(backend: Backend, backend_url: str) -> None:
     started = run("etl", 0, Outcome.RUNNING)

@@ -24,6 +24,7 @@ from sundial.metrics import SchedulerMetrics
 from sundial.models import FINAL_OUTCOMES, JobOptions, JobView, Outcome, Run, utcnow
 from sundial.triggers import IntervalSpec
 from sundial_scheduler import writer as writer_module
+from sundial_scheduler.claims import ClaimBatcher
 from sundial_scheduler.runner import Invocation, Runner
 from sundial_scheduler.writer import BackendWriter
 
@@ -487,6 +488,143 @@ async def test_no_run_without_a_claim_when_the_backend_is_down(h: Harness) -> No
     assert h.runs() == []
     errors = {"operation": "claim_run"}
     assert h.registry.get_sample_value("sundial_backend_errors_total", errors) == 1
+
+
+# -- batched claims ---------------------------------------------------------------------
+
+
+def claim_calls(harness: Harness) -> int:
+    return harness.backend.calls.count("claim_runs")  # type: ignore[attr-defined]
+
+
+async def test_runs_firing_together_share_few_claim_calls(h: Harness) -> None:
+    ran: list[str] = []
+    scheduled = utcnow()
+
+    def job(name: str) -> Callable[[], Any]:
+        async def work() -> None:
+            ran.append(name)
+
+        return work
+
+    invocations = [h.invocation(job(f"job-{n}"), job_id=f"job-{n}") for n in range(1_000)]
+
+    await asyncio.gather(*(h.runner.run(inv, scheduled) for inv in invocations))
+
+    assert sorted(ran) == sorted(f"job-{n}" for n in range(1_000))
+    assert 1 <= claim_calls(h) <= 3  # 1,000 runs, not 1,000 claim transactions
+    assert h.backend.claims == {(f"job-{n}", scheduled) for n in range(1_000)}  # type: ignore[attr-defined]
+
+
+async def test_in_a_batch_a_fire_time_claimed_elsewhere_does_not_run(h: Harness) -> None:
+    ran: list[str] = []
+    scheduled = utcnow()
+    assert h.backend.claim_run("taken", scheduled, "other-instance")
+    claimed_before = claim_calls(h)
+
+    def job(name: str) -> Callable[[], Any]:
+        return lambda: ran.append(name)
+
+    names = ["before", "taken", "after"]
+    invocations = [h.invocation(job(name), job_id=name) for name in names]
+
+    await asyncio.gather(*(h.runner.run(inv, scheduled) for inv in invocations))
+
+    assert sorted(ran) == ["after", "before"]
+    assert h.runs("taken") == []
+    assert [run.outcome for run in h.runs("before") + h.runs("after")] == [Outcome.SUCCESS] * 2
+    assert claim_calls(h) == claimed_before + 1
+
+
+async def test_a_failed_claim_batch_runs_none_of_its_runs(h: Harness) -> None:
+    ran: list[str] = []
+    scheduled = utcnow()
+    invocations = [
+        h.invocation(lambda name=f"job-{n}": ran.append(name), job_id=f"job-{n}") for n in range(20)
+    ]
+    h.backend.down = True  # type: ignore[attr-defined]
+
+    await asyncio.gather(*(h.runner.run(inv, scheduled) for inv in invocations))
+
+    h.backend.down = False  # type: ignore[attr-defined]
+    assert ran == []
+    assert all(h.runs(f"job-{n}") == [] for n in range(20))
+    # one failed backend call, counted once, however many runs were waiting on it
+    errors = {"operation": "claim_run"}
+    assert h.registry.get_sample_value("sundial_backend_errors_total", errors) == 1
+    assert h.runner.active == set()
+
+    # The backend is back: the next fire time runs as usual.
+    later = scheduled + timedelta(minutes=1)
+    await asyncio.gather(*(h.runner.run(inv, later) for inv in invocations))
+
+    assert sorted(ran) == sorted(f"job-{n}" for n in range(20))
+
+
+class HeldClaimsBackend(FakeBackend):
+    """Holds its first ``claim_runs`` call until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.batches: list[int] = []
+
+    def claim_runs(
+        self, claims: Sequence[tuple[str, datetime]], instance_id: str
+    ) -> set[tuple[str, datetime]]:
+        if not self.batches:
+            self.release.wait(5)
+        self.batches.append(len(claims))
+        return super().claim_runs(claims, instance_id)
+
+
+async def test_claims_arriving_during_a_slow_call_go_out_together_after_it() -> None:
+    backend = HeldClaimsBackend()
+    errors: list[str] = []
+    scheduled = utcnow()
+    with ThreadPoolExecutor(2) as pool:
+        batcher = ClaimBatcher(
+            backend=backend,
+            instance_id=INSTANCE,
+            io_pool=pool,
+            on_error=errors.append,
+            max_in_flight=1,
+        )
+        first = asyncio.create_task(batcher.claim("first", scheduled))
+        await asyncio.sleep(0.01)  # its window closed: the call is out, and held
+        later = []
+        for n in range(30):  # arriving over many windows while the call is held
+            later.append(asyncio.create_task(batcher.claim(f"job-{n}", scheduled)))
+            await asyncio.sleep(0.001)
+        backend.release.set()
+
+        answers = await asyncio.gather(first, *later)
+
+    assert answers == [True] * 31
+    assert backend.batches == [1, 30]
+    assert errors == []
+
+
+@pytest.mark.parametrize(("options", "hops"), [({}, 1), ({"unique_per": "day"}, 2)])
+async def test_only_a_guarded_run_waits_for_its_guard_on_the_io_pool(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], hops: int
+) -> None:
+    submitted: list[str] = []
+    submit = h.io_pool.submit
+
+    def counting_submit(func: Callable[..., Any], /, *args: Any) -> Any:
+        submitted.append(getattr(func, "__name__", repr(func)))
+        return submit(func, *args)
+
+    monkeypatch.setattr(h.io_pool, "submit", counting_submit)
+
+    async def noop() -> None: ...
+
+    await h.runner.run(h.invocation(noop, **options), utcnow())
+
+    assert len(submitted) == hops  # the claim, and the guard only when there is one
+    (run,) = h.runs()
+    assert run.outcome is Outcome.SUCCESS
 
 
 # -- guards -----------------------------------------------------------------------------

@@ -90,8 +90,18 @@ class Backend(ABC):
 
     # runs ------------------------------------------------------------------------------
     @abstractmethod
+    def claim_runs(
+        self, claims: Sequence[tuple[str, datetime]], instance_id: str
+    ) -> set[tuple[str, datetime]]:
+        """Claim fire times ``(job_id, scheduled_time)`` together; return the ones won.
+
+        Each fire time is won only by its first claimant, ever; a fire time listed twice
+        in one call is won at most once. The returned pairs are the ones passed in.
+        """
+
     def claim_run(self, job_id: str, scheduled_time: datetime, instance_id: str) -> bool:
         """Claim one fire time; True only for the first claimant, ever."""
+        return bool(self.claim_runs([(job_id, scheduled_time)], instance_id))
 
     @abstractmethod
     def save_runs(self, runs: Sequence[Run]) -> None:

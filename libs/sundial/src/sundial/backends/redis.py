@@ -546,17 +546,28 @@ class RedisBackend(Backend):
 
     # runs -----------------------------------------------------------------------------
     @_guarded
-    def claim_run(self, job_id: str, scheduled_time: datetime, instance_id: str) -> bool:
-        key = _claim_key(job_id, scheduled_time)
-        # A nonce makes a retried SET (reply lost, command applied) recognise its own
-        # claim instead of reporting it taken, which would silently drop the run.
+    def claim_runs(
+        self, claims: Sequence[tuple[str, datetime]], instance_id: str
+    ) -> set[tuple[str, datetime]]:
+        keys = {_claim_key(job_id, when): (job_id, when) for job_id, when in claims}
+        if not keys:
+            return set()
+        # A nonce makes a retried transaction (reply lost, commands applied) recognise
+        # its own claims instead of reporting them taken, which would drop the runs.
         token = f"{instance_id}:{uuid.uuid4().hex}"
         with self._client.pipeline(transaction=True) as pipe:
-            pipe.set(key, token, nx=True, ex=CLAIM_TTL)
+            for key in keys:
+                pipe.set(key, token, nx=True, ex=CLAIM_TTL)
+                pipe.get(key)
             # Indexed by fire time so that prune() can drop claims before their TTL.
-            pipe.zadd(CLAIMS_KEY, {key: _micros(scheduled_time)})
-            claimed, _ = pipe.execute()
-        return bool(claimed) or self._client.get(key) == token
+            pipe.zadd(CLAIMS_KEY, {key: _micros(when) for key, (_, when) in keys.items()})
+            replies = pipe.execute()
+        # Each SET NX is followed by a GET of its key: the claim is ours if that reads
+        # our token, whether this SET or the lost-reply attempt before it wrote it.
+        holders = replies[1:-1:2]
+        return {
+            claim for claim, holder in zip(keys.values(), holders, strict=True) if holder == token
+        }
 
     @_guarded
     def save_runs(self, runs: Sequence[Run]) -> None:

@@ -7,6 +7,7 @@ SQLite (one machine, no server) polls for commands and elects with a lease row.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -64,6 +65,8 @@ SERVER_KEEPALIVES = (
 # stuck writer shows up as an error rather than a hang.
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 SQLITE_POLL_SECONDS = 0.5
+#: claims are won with INSERT … RETURNING, which SQLite has from 3.35
+SQLITE_MIN_VERSION = (3, 35)
 LEASE_NAME = "leader"
 #: the lease row a Postgres leader stamps next to its advisory lock
 PG_LEASE_NAME = "postgres-leader"
@@ -321,19 +324,35 @@ class SqlBackend(Backend):
         return counts
 
     # runs ------------------------------------------------------------------------------
-    def claim_run(self, job_id: str, scheduled_time: datetime, instance_id: str) -> bool:
+    def claim_runs(
+        self, claims: Sequence[tuple[str, datetime]], instance_id: str
+    ) -> set[tuple[str, datetime]]:
+        # Aware datetimes hash by instant, so the rows read back (in UTC) find the pairs
+        # as passed in, and two spellings of one instant are one claim.
+        wanted = {claim: claim for claim in claims}
+        if not wanted:
+            return set()
+        claimed_at = utcnow()
+        # In key order: two claimants inserting overlapping fire times in opposite orders
+        # would each wait on a row the other inserted, and Postgres would abort one.
+        rows = [
+            {
+                "job_id": job_id,
+                "scheduled_time": scheduled_time,
+                "instance_id": instance_id,
+                "claimed_at": claimed_at,
+            }
+            for job_id, scheduled_time in sorted(wanted)
+        ]
         stmt = (
             self._insert(_claims)
-            .values(
-                job_id=job_id,
-                scheduled_time=scheduled_time,
-                instance_id=instance_id,
-                claimed_at=utcnow(),
-            )
             .on_conflict_do_nothing(index_elements=["job_id", "scheduled_time"])
+            .returning(_claims.c.job_id, _claims.c.scheduled_time)
         )
+        # SQLAlchemy sends the rows as multi-row INSERTs ("insertmanyvalues"), one per
+        # page of rows, in this one transaction; RETURNING lists only the rows inserted.
         with self._begin() as conn:
-            return conn.execute(stmt, execution_options=_COUNT_ROWS).rowcount == 1
+            return {wanted[row.job_id, row.scheduled_time] for row in conn.execute(stmt, rows)}
 
     def save_runs(self, runs: Sequence[Run]) -> None:
         with self._begin() as conn:
@@ -823,6 +842,12 @@ def _postgres_engine(url: URL) -> Engine:
 
 
 def _sqlite_engine(url: URL) -> Engine:
+    if sqlite3.sqlite_version_info < SQLITE_MIN_VERSION:
+        needed = ".".join(map(str, SQLITE_MIN_VERSION))
+        raise BackendError(
+            f"the sqlite backend needs SQLite {needed} or newer; this Python links "
+            f"{sqlite3.sqlite_version}: use a newer Python build, or Postgres"
+        )
     folder = Path(url.database or "").expanduser().parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
