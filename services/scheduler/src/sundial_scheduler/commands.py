@@ -111,7 +111,7 @@ class CommandApplier:
             options = JobOptions.model_validate(options.model_dump() | change.options)
         if change.kwargs is not None:
             self._check_kwargs(self._service.engine.get_job(command.job_id).func, change.kwargs)
-        engine_changes: dict[str, Any] = _engine_options(options)
+        engine_changes: dict[str, Any] = engine_options(options)
         if change.name is not None:
             engine_changes["name"] = change.name
         if change.kwargs is not None:
@@ -169,7 +169,7 @@ class CommandApplier:
             raise Rejected(f"kwargs do not match {func.__qualname__}(): {error}") from None
 
 
-def _engine_options(options: JobOptions) -> dict[str, Any]:
+def engine_options(options: JobOptions) -> dict[str, Any]:
     """The JobOptions that APScheduler itself enforces, where set."""
     fields = ("max_instances", "coalesce", "misfire_grace_time")
     return {name: getattr(options, name) for name in fields if getattr(options, name) is not None}

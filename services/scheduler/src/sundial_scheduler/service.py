@@ -41,7 +41,7 @@ from sundial.models import (
     Outcome,
     utcnow,
 )
-from sundial_scheduler.commands import CommandApplier, _engine_options
+from sundial_scheduler.commands import CommandApplier, engine_options
 from sundial_scheduler.engine import GuardedScheduler, SundialExecutor, TrackingJobStore
 from sundial_scheduler.http import HealthServer
 from sundial_scheduler.jobs.maintenance import register_maintenance
@@ -426,7 +426,7 @@ class SundialScheduler:
             name=definition.name,
             kwargs=dict(definition.kwargs),
             replace_existing=True,
-            **_engine_options(definition.options),
+            **engine_options(definition.options),
         )
         return job
 
@@ -476,7 +476,7 @@ class SundialScheduler:
             id=view.id,
             name=view.name,
             kwargs=view.kwargs,
-            **_engine_options(view.options),
+            **engine_options(view.options),
         )
         self.replace_view(_with_next_run(view, job.next_run_time))
 
