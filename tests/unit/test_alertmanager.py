@@ -160,11 +160,20 @@ def alert(**labels: str) -> dict[str, Any]:
     return {"labels": labels, "annotations": {"summary": labels["alertname"]}}
 
 
-def states(base: str) -> dict[tuple[str, str], dict[str, Any]]:
-    return {
-        (a["labels"]["alertname"], a["labels"].get("job_id", "")): a["status"]
-        for a in api(base, "/api/v2/alerts")
-    }
+def states(base: str, until: tuple[str, str, str] | None = None) -> dict[tuple[str, str], Any]:
+    """Alert statuses by (alertname, job_id); with ``until`` = (alertname, job_id, state),
+    polled until that alert is in that state (Alertmanager takes in alerts asynchronously)."""
+    deadline = time.monotonic() + 15
+    while True:
+        found = {
+            (a["labels"]["alertname"], a["labels"].get("job_id", "")): a["status"]
+            for a in api(base, "/api/v2/alerts")
+        }
+        if until is None or time.monotonic() > deadline:
+            return found
+        if found.get(until[:2], {}).get("state") == until[2]:
+            return found
+        time.sleep(0.2)
 
 
 def test_job_alerts_are_inhibited_while_the_scheduler_is_down(alertmanager: str) -> None:
@@ -176,7 +185,7 @@ def test_job_alerts_are_inhibited_while_the_scheduler_is_down(alertmanager: str)
             alert(alertname="SundialApiDown", severity="critical", job="sundial-api"),
         ],
     )
-    before = states(alertmanager)
+    before = states(alertmanager, until=("SundialJobOverdue", "daily_reports", "active"))
     assert before[("SundialJobOverdue", "daily_reports")]["state"] == "active"
 
     api(
@@ -184,7 +193,7 @@ def test_job_alerts_are_inhibited_while_the_scheduler_is_down(alertmanager: str)
         "/api/v2/alerts",
         [alert(alertname="SundialSchedulerDown", severity="critical")],
     )
-    after = states(alertmanager)
+    after = states(alertmanager, until=("SundialJobOverdue", "daily_reports", "suppressed"))
     assert after[("SundialJobOverdue", "daily_reports")]["state"] == "suppressed"
     assert after[("SundialJobOverdue", "daily_reports")]["inhibitedBy"]
     assert after[("SundialApiDown", "")]["state"] == "active"
@@ -200,7 +209,8 @@ def test_a_replica_down_warning_does_not_inhibit_job_alerts(alertmanager: str) -
             alert(alertname="SundialJobFailed", severity="warning", job_id="sync_inventory"),
         ],
     )
-    assert states(alertmanager)[("SundialJobFailed", "sync_inventory")]["state"] == "active"
+    after = states(alertmanager, until=("SundialSchedulerDown", "", "active"))
+    assert after[("SundialJobFailed", "sync_inventory")]["state"] == "active"
 
 
 def test_alerts_are_grouped_by_alertname_and_job_id(alertmanager: str) -> None:
@@ -214,13 +224,20 @@ def test_alerts_are_grouped_by_alertname_and_job_id(alertmanager: str) -> None:
             alert(alertname="Watchdog", severity="none"),
         ],
     )
-    groups = {
-        (g["labels"].get("alertname"), g["labels"].get("job_id"), g["receiver"]["name"])
-        for g in api(alertmanager, "/api/v2/alerts/groups")
-    }
-    assert groups == {
+    expected = {
         ("SundialJobFailed", "a", "pager"),
         ("SundialJobFailed", "b", "pager"),
         ("SundialJobOverdue", "a", "pager"),
         ("Watchdog", None, "deadmansswitch"),
     }
+    # Alertmanager files posted alerts into groups asynchronously: poll for a while.
+    deadline = time.monotonic() + 15
+    while True:
+        groups = {
+            (g["labels"].get("alertname"), g["labels"].get("job_id"), g["receiver"]["name"])
+            for g in api(alertmanager, "/api/v2/alerts/groups")
+        }
+        if groups == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert groups == expected
