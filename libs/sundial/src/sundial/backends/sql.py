@@ -538,18 +538,7 @@ class SqlBackend(Backend):
             if self._leader_id is not None:
                 # Advisory locks are re-entrant per session: locking again would stack.
                 return self._leader_id == instance_id and self._holds_advisory_lock()
-            try:
-                got = (
-                    self._leader_conn.get()
-                    .execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,))
-                    .fetchone()
-                )
-            except psycopg.Error as error:
-                self._leader_conn.drop()
-                raise self._error(error) from error
-            if got is not None and got[0]:
-                self._leader_id = instance_id
-                self._stamp_lease(instance_id, lease_seconds)
+            if self._try_advisory_lock(instance_id, lease_seconds):
                 return True
             if self._end_stale_leader_session():
                 return self._retry_advisory_lock(instance_id, lease_seconds)
@@ -671,56 +660,51 @@ class SqlBackend(Backend):
     # the database's clock, and a standby that finds the stamp expired ends the holder's
     # session, which frees the lock. The old leader learns it at its next renewal.
     def _stamp_lease(self, instance_id: str, lease_seconds: float) -> bool:
-        try:
-            self._leader_conn.get().execute(
-                "INSERT INTO sundial_leader_lease (name, holder, expires_at)"
-                " VALUES (%s, %s, now() + make_interval(secs => %s))"
-                " ON CONFLICT (name) DO UPDATE"
-                " SET holder = excluded.holder, expires_at = excluded.expires_at",
-                (PG_LEASE_NAME, instance_id, lease_seconds),
-            )
-        except psycopg.Error as error:
-            self._leader_id = None
-            self._leader_conn.drop()
-            raise self._error(error) from error
+        self._on_leader_conn(
+            "INSERT INTO sundial_leader_lease (name, holder, expires_at)"
+            " VALUES (%s, %s, now() + make_interval(secs => %s))"
+            " ON CONFLICT (name) DO UPDATE"
+            " SET holder = excluded.holder, expires_at = excluded.expires_at",
+            (PG_LEASE_NAME, instance_id, lease_seconds),
+        )
         return True
 
     def _end_stale_leader_session(self) -> bool:
         """Terminate the lock holder's session if its lease stamp has expired."""
-        try:
-            row = (
-                self._leader_conn.get()
-                .execute(
-                    "SELECT pg_terminate_backend(l.pid) FROM pg_locks l"
-                    " JOIN sundial_leader_lease s ON s.name = %s AND s.expires_at < now()"
-                    " WHERE l.locktype = 'advisory' AND l.granted"
-                    " AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1",
-                    (PG_LEASE_NAME, LEADER_LOCK_KEY >> 32, LEADER_LOCK_KEY & 0xFFFFFFFF),
-                )
-                .fetchone()
-            )
-        except psycopg.Error as error:
-            self._leader_conn.drop()
-            raise self._error(error) from error
+        row = self._on_leader_conn(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l"
+            " JOIN sundial_leader_lease s ON s.name = %s AND s.expires_at < now()"
+            " WHERE l.locktype = 'advisory' AND l.granted"
+            " AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1",
+            (PG_LEASE_NAME, LEADER_LOCK_KEY >> 32, LEADER_LOCK_KEY & 0xFFFFFFFF),
+        )
         return row is not None and bool(row[0])
+
+    def _try_advisory_lock(self, instance_id: str, lease_seconds: float) -> bool:
+        row = self._on_leader_conn("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,))
+        if row is None or not row[0]:
+            return False
+        self._leader_id = instance_id
+        return self._stamp_lease(instance_id, lease_seconds)
 
     def _retry_advisory_lock(self, instance_id: str, lease_seconds: float) -> bool:
         """Take the lock freed by a terminated session (its backend exits in moments)."""
         for _ in range(STALE_LOCK_RETRIES):
-            try:
-                got = (
-                    self._leader_conn.get()
-                    .execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,))
-                    .fetchone()
-                )
-            except psycopg.Error as error:
-                self._leader_conn.drop()
-                raise self._error(error) from error
-            if got is not None and got[0]:
-                self._leader_id = instance_id
-                return self._stamp_lease(instance_id, lease_seconds)
+            if self._try_advisory_lock(instance_id, lease_seconds):
+                return True
             time.sleep(STALE_LOCK_RETRY_SECONDS)
         return False
+
+    def _on_leader_conn(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """One statement on the dedicated leader connection; a broken one is dropped."""
+        try:
+            cursor = self._leader_conn.get().execute(sql, params)
+            return cursor.fetchone() if cursor.description else None
+        except psycopg.Error as error:
+            # The session, and the advisory lock with it, is gone.
+            self._leader_id = None
+            self._leader_conn.drop()
+            raise self._error(error) from error
 
     def _holds_advisory_lock(self) -> bool:
         """Whether the leader session is alive and still holds the advisory lock."""
