@@ -7,7 +7,9 @@ servers; without them the suite starts containers (images from
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +22,9 @@ from sundial.backends import Backend, open_backend
 
 POSTGRES_IMAGE = os.environ.get("SUNDIAL_TEST_POSTGRES_IMAGE", "postgres:16-alpine")
 REDIS_IMAGE = os.environ.get("SUNDIAL_TEST_REDIS_IMAGE", "redis:7-alpine")
-# A database per test process (1-12; 0 is left alone, 13-15 are the benchmark's), so
-# parallel runs do not collide.
-REDIS_TEST_DB = 1 + os.getpid() % 12
+# Test processes take Redis databases 1-12 (0 is left alone, 13-15 are the benchmark's),
+# one each, held by a lock file for as long as the process runs.
+REDIS_TEST_DBS = range(1, 13)
 BACKENDS = ("sqlite", "postgres", "redis")
 
 
@@ -67,10 +69,32 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def redis_test_db() -> Iterator[int]:
+    """A Redis database number that no other test process on this machine uses meanwhile.
+
+    Every test empties its database, so two test runs at once (CI beside a developer's
+    run) must never share one.
+    """
+    for db in REDIS_TEST_DBS:
+        path = os.path.join(tempfile.gettempdir(), f"sundial-test-redis-db-{db}.lock")
+        with open(path, "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            yield db
+            return
+    raise RuntimeError(
+        f"every test Redis database ({REDIS_TEST_DBS.start}-{REDIS_TEST_DBS.stop - 1}) is "
+        "in use by another test run on this machine"
+    )
+
+
 @pytest.fixture
-def redis_url(redis_server_url: str) -> Iterator[str]:
+def redis_url(redis_server_url: str, redis_test_db: int) -> Iterator[str]:
     """A Redis database of its own, empty at the start of the test."""
-    url = redis_server_url.rsplit("/", 1)[0] + f"/{REDIS_TEST_DB}"
+    url = redis_server_url.rsplit("/", 1)[0] + f"/{redis_test_db}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url
