@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from sundial.backends import Backend, open_backend
+from sundial.constants import dead_after
 from sundial.models import (
     CommandKind,
     CommandState,
@@ -35,7 +36,6 @@ from sundial.models import (
     Run,
 )
 from sundial.triggers import CronSpec, IntervalSpec
-from sundial_api.views import ALIVE_WITHIN_SECONDS
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +44,8 @@ TOKEN = "e2e-cli-token-0123456789abcdef"
 REJECTED_JOB = "flaky"  # the fake leader rejects every command for this job
 IGNORED_JOB = "ignored"  # ... and never applies commands for this one
 START_TIMEOUT = 30.0
+#: the API's lease setting, short so that a stopped leader soon counts as dead
+LEASE_SECONDS = 3
 
 
 def free_port() -> int:
@@ -172,7 +174,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = clean_env(
-        SUNDIAL_BACKEND_URL=backend_url, SUNDIAL_API_TOKEN=TOKEN, SUNDIAL_LOG_LEVEL="WARNING"
+        SUNDIAL_BACKEND_URL=backend_url,
+        SUNDIAL_API_TOKEN=TOKEN,
+        SUNDIAL_LOG_LEVEL="WARNING",
+        SUNDIAL_LEADER_LEASE_SECONDS=str(LEASE_SECONDS),
     )
     process = subprocess.Popen(
         [str(BIN / "sundial-api"), "--host", "127.0.0.1", "--port", str(port)], env=env
@@ -327,7 +332,7 @@ def test_runs_list(stack: Stack) -> None:
 def test_health_check_fails_without_a_live_leader(stack: Stack) -> None:
     stack.leader.stop.set()
     stack.leader.thread.join()
-    time.sleep(ALIVE_WITHIN_SECONDS + 0.5)  # the last heartbeat grows stale
+    time.sleep(dead_after(LEASE_SECONDS) + 0.5)  # the last heartbeat grows stale
     result = sundial(stack, "health", "check", "--detailed")
     assert result.returncode == 1
     assert "Sundial: UNHEALTHY" in result.stdout

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from scheduler_harness import apply, harness_settings, running_scheduler, wait_for, wait_for_runs
 
 from sundial.backends import Backend, open_backend
+from sundial.constants import MAINTENANCE_JOB_ID
 from sundial.jobs import Registry, every
 from sundial.models import (
     Command,
@@ -25,7 +26,6 @@ from sundial.models import (
     utcnow,
 )
 from sundial_scheduler.engine import GuardedScheduler
-from sundial_scheduler.jobs.maintenance import MAINTENANCE_JOB_ID
 from sundial_scheduler.service import SundialScheduler
 
 pytestmark = pytest.mark.integration

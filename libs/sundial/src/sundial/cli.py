@@ -22,16 +22,14 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from sundial.config import load_settings
+from sundial.constants import MAX_COMMAND_WAIT_SECONDS, MAX_PAGE_SIZE
 from sundial.jobs import parse_duration
 
 EXIT_FAILED = 1
 EXIT_PENDING = 3
 #: mutations wait this long for the scheduler to apply them, by default
 DEFAULT_WAIT_SECONDS = 10.0
-#: the API refuses longer waits
-MAX_WAIT_SECONDS = 30.0
 HTTP_TIMEOUT_SECONDS = 10.0
-PAGE_SIZE = 500
 OUTCOME_STYLES = {
     "success": "green",
     "failure": "red",
@@ -62,7 +60,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print JSON for scripts
 WaitOption = Annotated[
     float,
     typer.Option(
-        min=0, max=MAX_WAIT_SECONDS, help="seconds to wait for the scheduler to apply the change"
+        min=0,
+        max=MAX_COMMAND_WAIT_SECONDS,
+        help="seconds to wait for the scheduler to apply the change",
     ),
 ]
 
@@ -99,7 +99,7 @@ class Api:
         cursor: str | None = None
         remaining = limit
         while remaining is None or remaining > 0:
-            size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
+            size = MAX_PAGE_SIZE if remaining is None else min(MAX_PAGE_SIZE, remaining)
             query = {**params, "limit": size, **({"cursor": cursor} if cursor else {})}
             page = self.request("GET", path, params=query)
             yield from page["items"]

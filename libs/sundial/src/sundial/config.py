@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from sundial.timezones import check_timezone
+
 DEFAULT_BACKEND_URL = "sqlite:///./var/sundial.db"
 DEFAULT_JOB_MODULES = ("sundial_scheduler.jobs.examples",)
 SUPPORTED_SCHEMES = ("postgresql+psycopg://", "postgresql://", "redis://", "rediss://", "sqlite://")
@@ -65,16 +67,9 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC") from None
-        return value
+    _known_timezone = field_validator("timezone")(
+        classmethod(lambda cls, value: check_timezone(value))
+    )
 
     @field_validator("job_modules", mode="before")
     @classmethod

@@ -9,12 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sundial.constants import MAX_ERROR_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, SECRET_MASK
 from sundial.triggers import TriggerSpec
-
-#: How often every scheduler instance records its heartbeat.
-HEARTBEAT_INTERVAL_SECONDS = 2.0
-MAX_ERROR_MESSAGE_CHARS = 2_000
-MAX_TRACEBACK_CHARS = 8_000
 
 
 def utcnow() -> datetime:
@@ -94,7 +90,7 @@ class JobView(BaseModel):
     def public_kwargs(self) -> dict[str, Any]:
         """kwargs with the values of secret keys masked."""
         return {
-            key: "***" if key in self.options.secret_kwargs else value
+            key: SECRET_MASK if key in self.options.secret_kwargs else value
             for key, value in self.kwargs.items()
         }
 

@@ -1,7 +1,7 @@
 """Triggers as data: validated, JSON-serialisable, describable in words.
 
 The catalog and the command channel carry triggers as these records; the scheduler turns
-them into APScheduler triggers with :func:`to_apscheduler`.
+each into an APScheduler trigger with its ``build()``.
 """
 
 from __future__ import annotations
@@ -9,25 +9,18 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sundial.timezones import check_timezone
+
 CRON_FIELDS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
 CRONTAB_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 SAMPLE_FIRES = 5
-
-
-def _check_timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC") from None
-    return value
 
 
 class _Spec(BaseModel):
@@ -36,7 +29,7 @@ class _Spec(BaseModel):
     timezone: str = "UTC"
     jitter: int | None = Field(default=None, ge=0, description="random delay, seconds")
 
-    _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_timezone(v)))
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: check_timezone(v)))
 
 
 class CronSpec(_Spec):
@@ -120,10 +113,6 @@ class DateSpec(_Spec):
 
 
 TriggerSpec = Annotated[CronSpec | IntervalSpec | DateSpec, Field(discriminator="type")]
-
-
-def to_apscheduler(spec: CronSpec | IntervalSpec | DateSpec) -> BaseTrigger:
-    return spec.build()
 
 
 def expected_interval(spec: CronSpec | IntervalSpec | DateSpec, now: datetime) -> float | None:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from sundial.backends import Backend
+from sundial.constants import MAX_COMMAND_WAIT_SECONDS, SECRET_MASK
 from sundial.models import (
     AddJob,
     Command,
@@ -32,11 +33,8 @@ from sundial.triggers import CronSpec, DateSpec, IntervalSpec
 from sundial_api.errors import ApiError, describe_validation, not_found
 from sundial_api.schemas import CommandAccepted, CommandOut
 
-#: longest ``?wait=`` a client may ask for, seconds
-MAX_WAIT_SECONDS = 30.0
 #: how often a waiting request re-reads its command
 WAIT_POLL_SECONDS = 0.1
-MASK = "***"
 FUNC_REF_HINT = "'package.module:function' (a function registered with @task or @job)"
 
 
@@ -58,7 +56,7 @@ def accepted(command: Command) -> CommandAccepted:
 def _masked_kwargs(kwargs: Any, secret: Collection[str]) -> Any:
     if not isinstance(kwargs, dict):
         return kwargs
-    return {key: MASK if key in secret else value for key, value in kwargs.items()}
+    return {key: SECRET_MASK if key in secret else value for key, value in kwargs.items()}
 
 
 def command_out(command: Command, job: JobView | None) -> CommandOut:
@@ -186,7 +184,7 @@ async def require_job(backend: Backend, job_id: str) -> JobView:
 async def submit(backend: Backend, command: Command, wait: float) -> Command:
     """Enqueue ``command``; then, for up to ``wait`` seconds, wait for it to finish."""
     await run_in_threadpool(backend.enqueue_command, command)
-    deadline = time.monotonic() + min(wait, MAX_WAIT_SECONDS)
+    deadline = time.monotonic() + min(wait, MAX_COMMAND_WAIT_SECONDS)
     current = command
     while current.state is CommandState.PENDING:
         remaining = deadline - time.monotonic()

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sundial.backends import Backend, BackendError
 from sundial.models import JobState, JobView, Outcome, Run
-from sundial_api.views import iter_catalog, job_summary, run_out, utc
+from sundial_api.views import job_summary, run_out, utc
 
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
@@ -49,7 +49,7 @@ class EventFeed:
     def prime(self) -> None:
         """Remember the present state so that only later changes become events."""
         self._runs = {run.run_id: (run.outcome, run.scheduled_time) for run in self._recent()}
-        self._jobs = {job.id: (job.updated_at, job.state) for job in iter_catalog(self._backend)}
+        self._jobs = {job.id: (job.updated_at, job.state) for job in self._backend.iter_jobs()}
 
     def tick(self) -> list[Event]:
         try:
@@ -101,7 +101,7 @@ class EventFeed:
         return events
 
     def _job_events(self) -> list[Event]:
-        current: dict[str, JobView] = {job.id: job for job in iter_catalog(self._backend)}
+        current: dict[str, JobView] = {job.id: job for job in self._backend.iter_jobs()}
         events = []
         for job_id, job in current.items():
             before = self._jobs.get(job_id)

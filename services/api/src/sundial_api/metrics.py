@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sundial.backends import Backend
 from sundial.models import Instance, JobState, JobView, RunSummary
-from sundial_api.views import iter_catalog, utc
+from sundial_api.views import utc
 
 log = structlog.get_logger(__name__)
 
@@ -100,7 +100,7 @@ class CatalogReading:
 
 def read_catalog(backend: Backend) -> CatalogReading:
     try:
-        jobs = list(iter_catalog(backend))
+        jobs = list(backend.iter_jobs())
         summaries = backend.run_summaries() if jobs else {}
         instances = backend.list_instances()
     except Exception as error:  # any failure means "backend down" for this scrape

@@ -9,13 +9,12 @@ import heapq
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from sundial.backends import Backend, BackendError, RunCursor
 from sundial.models import (
     FINAL_OUTCOMES,
-    HEARTBEAT_INTERVAL_SECONDS,
     Instance,
     InstanceRole,
     JobState,
@@ -43,12 +42,8 @@ from sundial_api.schemas import (
     SchedulerStatus,
 )
 
-#: an instance is alive while its last heartbeat is younger than three intervals
-ALIVE_WITHIN_SECONDS = 3 * HEARTBEAT_INTERVAL_SECONDS
 #: recent-run statistics cover at most this many finished runs
 STATS_WINDOW = 50
-#: page size used when a whole-catalog scan is needed (health, metrics, events)
-SCAN_PAGE = 500
 NEXT_RUNS_SHOWN = 10
 EXECUTED = frozenset({Outcome.SUCCESS, Outcome.FAILURE, Outcome.TIMEOUT, Outcome.INTERRUPTED})
 
@@ -70,17 +65,6 @@ def since_utc(moment: datetime | None) -> datetime | None:
         raise ApiError(
             422, "validation_error", "query parameter 'since': out of range; use a real date"
         ) from None
-
-
-def iter_catalog(backend: Backend, *, state: JobState | None = None) -> Iterator[JobView]:
-    """Every catalog entry, paging by id."""
-    after: str | None = None
-    while True:
-        page = backend.list_jobs(state=state, after=after, limit=SCAN_PAGE)
-        yield from page
-        if len(page) < SCAN_PAGE:
-            return
-        after = page[-1].id
 
 
 def last_run(summary: RunSummary | None) -> LastRun | None:
@@ -199,18 +183,21 @@ def job_detail(backend: Backend, job: JobView) -> JobDetail:
     )
 
 
-def instance_out(instance: Instance, now: datetime) -> InstanceOut:
+def instance_out(instance: Instance, now: datetime, dead_after: float) -> InstanceOut:
     age = max(0.0, (now - utc(instance.last_seen)).total_seconds())
     return InstanceOut(
         **instance.model_dump(),
         heartbeat_age_seconds=round(age, 3),
-        alive=age <= ALIVE_WITHIN_SECONDS,
+        alive=age <= dead_after,
     )
 
 
-def scheduler_status(instances: Sequence[Instance], now: datetime) -> SchedulerStatus:
+def scheduler_status(
+    instances: Sequence[Instance], now: datetime, dead_after: float
+) -> SchedulerStatus:
+    """Instances with their heartbeat ages; alive unless silent for ``dead_after`` seconds."""
     views = sorted(
-        (instance_out(instance, now) for instance in instances),
+        (instance_out(instance, now, dead_after) for instance in instances),
         key=lambda view: (view.role != InstanceRole.LEADER, view.heartbeat_age_seconds),
     )
     leaders = [v for v in views if v.alive and v.role == InstanceRole.LEADER]
@@ -223,7 +210,7 @@ def scheduler_status(instances: Sequence[Instance], now: datetime) -> SchedulerS
     )
 
 
-def next_runs(jobs: Iterator[JobView], count: int = NEXT_RUNS_SHOWN) -> list[NextRun]:
+def next_runs(jobs: Iterable[JobView], count: int = NEXT_RUNS_SHOWN) -> list[NextRun]:
     soonest = heapq.nsmallest(
         count,
         (job for job in jobs if job.next_run_time is not None),
@@ -241,7 +228,7 @@ def next_runs(jobs: Iterator[JobView], count: int = NEXT_RUNS_SHOWN) -> list[Nex
     ]
 
 
-def _problems(scheduler: SchedulerStatus) -> tuple[list[str], list[str]]:
+def _problems(scheduler: SchedulerStatus, dead_after: float) -> tuple[list[str], list[str]]:
     """(reasons for unhealthy, reasons for degraded)."""
     fatal: list[str] = []
     warnings: list[str] = []
@@ -250,7 +237,7 @@ def _problems(scheduler: SchedulerStatus) -> tuple[list[str], list[str]]:
     elif not scheduler.leader_present:
         fatal.append(
             "no live scheduler leader (no leader heartbeat within "
-            f"{ALIVE_WITHIN_SECONDS:g}s): jobs are not running"
+            f"{dead_after:g}s): jobs are not running"
         )
     live_leaders = [i for i in scheduler.instances if i.alive and i.role == InstanceRole.LEADER]
     if len(live_leaders) > 1:
@@ -261,7 +248,7 @@ def _problems(scheduler: SchedulerStatus) -> tuple[list[str], list[str]]:
     return fatal, warnings
 
 
-def health_report(backend: Backend) -> HealthDetailed:
+def health_report(backend: Backend, dead_after: float) -> HealthDetailed:
     """Backend, schedulers, job counts and the next runs, with an overall verdict."""
     now = datetime.now(UTC)
     started = time.perf_counter()
@@ -270,7 +257,7 @@ def health_report(backend: Backend) -> HealthDetailed:
         latency = (time.perf_counter() - started) * 1000
         instances = backend.list_instances()
         counts = backend.count_jobs()
-        upcoming = next_runs(iter_catalog(backend, state=JobState.SCHEDULED))
+        upcoming = next_runs(backend.iter_jobs(state=JobState.SCHEDULED))
     except BackendError as error:
         return HealthDetailed(
             status="unhealthy",
@@ -281,8 +268,8 @@ def health_report(backend: Backend) -> HealthDetailed:
             jobs=None,
             next_runs=[],
         )
-    scheduler = scheduler_status(instances, now)
-    fatal, warnings = _problems(scheduler)
+    scheduler = scheduler_status(instances, now, dead_after)
+    fatal, warnings = _problems(scheduler, dead_after)
     return HealthDetailed(
         status="unhealthy" if fatal else "degraded" if warnings else "healthy",
         problems=fatal + warnings,

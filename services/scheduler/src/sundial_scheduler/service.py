@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,10 +29,10 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from sundial import __version__
 from sundial.backends import Backend, BackendError, open_backend
 from sundial.config import Settings
+from sundial.constants import dead_after, heartbeat_interval
 from sundial.jobs import JobDefinition, Registry, default_registry
 from sundial.metrics import SchedulerMetrics
 from sundial.models import (
-    HEARTBEAT_INTERVAL_SECONDS,
     Instance,
     InstanceRole,
     JobSource,
@@ -52,7 +52,6 @@ log = structlog.get_logger("sundial.scheduler")
 T = TypeVar("T")
 
 IO_THREADS = 4
-CATALOG_PAGE = 1_000
 COMMAND_BATCH = 100
 COMMAND_WAIT_SECONDS = 1.0
 SETUP_RETRY_MAX_SECONDS = 10.0
@@ -85,7 +84,7 @@ class SundialScheduler:
         self.metrics.set_version(__version__)
         self.started_at = utcnow()
         self._lease = settings.leader_lease_seconds
-        self._tick = min(HEARTBEAT_INTERVAL_SECONDS, self._lease / 3)
+        self._tick = heartbeat_interval(self._lease)
         self._job_pool = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="sundial-job")
         self._io_pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="sundial-io")
         self.writer = BackendWriter(self.backend, self.metrics.backend_error)
@@ -114,7 +113,7 @@ class SundialScheduler:
         self._generation = 0
         self._promotion: asyncio.Task[None] | None = None
         # An instance is taken for dead once its heartbeat is this old...
-        self._silence = max(3 * self._tick, self._lease)
+        self._silence = dead_after(self._lease)
         # ...but only by an instance that has itself reached the backend for that long
         # (monotonic start of the current streak of good ticks; None while failing):
         # after an outage every heartbeat is old, the live instances' included.
@@ -374,7 +373,7 @@ class SundialScheduler:
 
     def _sync_definitions(self, engine: GuardedScheduler) -> _Synced:
         """Apply SPEC §2: code defines jobs; run-time changes persist until the code changes."""
-        catalog = {view.id: view for view in self._whole_catalog()}
+        catalog = {view.id: view for view in self.backend.iter_jobs()}
         stored: dict[str, Job] = {job.id: job for job in engine.get_jobs()}
         views: dict[str, JobView] = {}
         for definition in self.registry.jobs.values():
@@ -429,15 +428,6 @@ class SundialScheduler:
             **engine_options(definition.options),
         )
         return job
-
-    def _whole_catalog(self) -> Iterator[JobView]:
-        after: str | None = None
-        while True:
-            page = self.backend.list_jobs(after=after, limit=CATALOG_PAGE)
-            yield from page
-            if len(page) < CATALOG_PAGE:
-                return
-            after = page[-1].id
 
     def _job_changed(self, job_id: str, next_run_time: datetime | None, removed: bool) -> None:
         with self._views_lock:

@@ -8,12 +8,13 @@ methods are blocking; async callers run them in a thread.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from apscheduler.jobstores.base import BaseJobStore
 
+from sundial.constants import CATALOG_SCAN_PAGE
 from sundial.models import (
     Command,
     CommandState,
@@ -87,6 +88,16 @@ class Backend(ABC):
     @abstractmethod
     def count_jobs(self) -> dict[JobState, int]:
         """Number of catalog entries in each state (every state present, maybe 0)."""
+
+    def iter_jobs(self, *, state: JobState | None = None) -> Iterator[JobView]:
+        """Every catalog entry (in that state), by id, a page per round trip."""
+        after: str | None = None
+        while True:
+            page = self.list_jobs(state=state, after=after, limit=CATALOG_SCAN_PAGE)
+            yield from page
+            if len(page) < CATALOG_SCAN_PAGE:
+                return
+            after = page[-1].id
 
     # runs ------------------------------------------------------------------------------
     @abstractmethod

@@ -7,7 +7,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from sundial.backends import BackendError
-from sundial_api.deps import BackendDep
+from sundial.constants import dead_after
+from sundial_api.deps import BackendDep, SettingsDep
 from sundial_api.errors import error_response
 from sundial_api.schemas import ERROR_RESPONSES, Alive, ErrorResponse, HealthDetailed, Ready
 from sundial_api.views import health_report
@@ -40,5 +41,7 @@ async def ready(backend: BackendDep) -> Ready | JSONResponse:
     description="Always 200 when the API answers; read `status` (healthy, degraded, "
     "unhealthy) and `problems`.",
 )
-async def detailed(backend: BackendDep) -> HealthDetailed:
-    return await run_in_threadpool(health_report, backend)
+async def detailed(backend: BackendDep, settings: SettingsDep) -> HealthDetailed:
+    return await run_in_threadpool(
+        health_report, backend, dead_after(settings.leader_lease_seconds)
+    )

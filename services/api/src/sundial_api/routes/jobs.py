@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from sundial.backends import Backend
+from sundial.constants import MAX_COMMAND_WAIT_SECONDS
 from sundial.models import AddJob, Command, CommandKind, CommandState, JobState, ModifyJob, Outcome
 from sundial_api.commanding import (
-    MAX_WAIT_SECONDS,
     accepted,
     add_command,
     change_command,
@@ -39,7 +39,7 @@ Wait = Annotated[
     float,
     Query(
         ge=0,
-        le=MAX_WAIT_SECONDS,
+        le=MAX_COMMAND_WAIT_SECONDS,
         description="seconds to wait for the scheduler to apply the command",
     ),
 ]

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
+from sundial.constants import MAX_PAGE_SIZE
 from sundial.models import Outcome
 from sundial_api.cursors import decode_run_cursor
 from sundial_api.deps import BackendDep
@@ -17,8 +18,7 @@ from sundial_api.views import run_out, run_page, since_utc
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
-MAX_PAGE = 500
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 Since = Annotated[
     datetime | None,

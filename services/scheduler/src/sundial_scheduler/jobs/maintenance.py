@@ -6,11 +6,9 @@ from datetime import timedelta
 
 import structlog
 
+from sundial.constants import MAINTENANCE_INTERVAL_HOURS, MAINTENANCE_JOB_ID
 from sundial.history import current_run
 from sundial.jobs import Registry, every
-
-MAINTENANCE_JOB_ID = "system_maintenance"
-MAINTENANCE_INTERVAL_HOURS = 6
 
 log = structlog.get_logger("sundial.maintenance")
 

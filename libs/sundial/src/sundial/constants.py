@@ -1,0 +1,48 @@
+"""Facts every Sundial process must agree on, each written once, with the reason for it."""
+
+from __future__ import annotations
+
+#: How often every instance records its heartbeat (at most: a short lease ticks faster).
+HEARTBEAT_INTERVAL_SECONDS = 2.0
+
+#: An instance whose heartbeat is older than this many of its ticks is taken for dead:
+#: one late tick is a busy machine, three in a row are a process that is gone.
+MISSED_HEARTBEATS_FOR_DEAD = 3
+
+#: Longest a client may wait for the leader to apply a command (``?wait=``); longer waits
+#: would hold an API worker and hide a scheduler that is not applying anything.
+MAX_COMMAND_WAIT_SECONDS = 30.0
+
+#: Largest page a listing returns; larger pages make one request hold the backend long.
+MAX_PAGE_SIZE = 500
+
+#: Catalog entries read per round trip when a process needs the whole catalog.
+CATALOG_SCAN_PAGE = 500
+
+#: What a secret keyword argument's value is shown as, everywhere it is shown.
+SECRET_MASK = "***"
+
+#: Run records keep this much of a job's error; a run history must stay cheap to read.
+MAX_ERROR_MESSAGE_CHARS = 2_000
+MAX_TRACEBACK_CHARS = 8_000
+
+#: The built-in job that prunes run history, claims and finished commands.
+MAINTENANCE_JOB_ID = "system_maintenance"
+MAINTENANCE_INTERVAL_HOURS = 6
+
+
+def heartbeat_interval(lease_seconds: float) -> float:
+    """How often an instance ticks: every heartbeat interval, or thrice per lease if shorter.
+
+    A leader renews its lease on the same tick, so it must tick several times per lease.
+    """
+    return min(HEARTBEAT_INTERVAL_SECONDS, lease_seconds / 3)
+
+
+def dead_after(lease_seconds: float) -> float:
+    """Heartbeat age past which an instance counts as dead, for every reader alike.
+
+    Never shorter than the lease: a leader that cannot prove it is alive for a lease has
+    lost its lock anyway, so no reader may give up on it sooner.
+    """
+    return max(MISSED_HEARTBEATS_FOR_DEAD * heartbeat_interval(lease_seconds), lease_seconds)
