@@ -20,8 +20,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.util import datetime_to_utc_timestamp
 
-from sundial.backends.redis import APS_JOBS_KEY, APS_RUN_TIMES_KEY
-from sundial.backends.sql import JOBSTORE_TABLE
+from sundial.backends.redis.keys import APS_JOBS, APS_RUN_TIMES
+from sundial.backends.sql.schema import JOBSTORE_TABLE
 
 #: rows or hash fields written per statement or pipeline while filling a store
 FILL_CHUNK = 5_000
@@ -37,8 +37,8 @@ def plain_store(url: str) -> BaseJobStore:
         return SQLAlchemyJobStore(url=url, tablename=JOBSTORE_TABLE)
     parts = urlsplit(url)
     return RedisJobStore(
-        jobs_key=APS_JOBS_KEY,
-        run_times_key=APS_RUN_TIMES_KEY,
+        jobs_key=APS_JOBS,
+        run_times_key=APS_RUN_TIMES,
         host=parts.hostname or "127.0.0.1",
         port=parts.port or 6379,
         db=int(parts.path.strip("/") or 0),
@@ -89,8 +89,8 @@ def fill_store(url: str, states: Iterable[tuple[str, bytes]], next_run_time: dat
                     conn.execute(store.jobs_t.insert(), rows)
             else:
                 with store.redis.pipeline() as pipe:
-                    pipe.hset(APS_JOBS_KEY, mapping=dict(chunk))
-                    pipe.zadd(APS_RUN_TIMES_KEY, {job_id: timestamp for job_id, _ in chunk})
+                    pipe.hset(APS_JOBS, mapping=dict(chunk))
+                    pipe.zadd(APS_RUN_TIMES, {job_id: timestamp for job_id, _ in chunk})
                     pipe.execute()
             written += len(chunk)
     finally:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
-from apscheduler.jobstores.base import BaseJobStore
+from apscheduler.job import Job
 from apscheduler.jobstores.memory import MemoryJobStore
 
-from sundial.backends import Backend, BackendError, RunCursor
+from sundial.backends import Backend, BackendError, RunCursor, history
+from sundial.backends.jobstore import JobStore
 from sundial.models import (
-    FINAL_OUTCOMES,
     Command,
     CommandState,
     Instance,
@@ -24,6 +24,14 @@ from sundial.models import (
 )
 
 
+class FakeJobStore(MemoryJobStore):  # type: ignore[misc]
+    """APScheduler's memory store with the batched write the scheduler expects."""
+
+    def update_jobs(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            self.update_job(job)
+
+
 class FakeBackend(Backend):
     """Dicts behind a lock; ``down = True`` makes every call raise BackendError."""
 
@@ -32,6 +40,7 @@ class FakeBackend(Backend):
     def __init__(self) -> None:
         self.jobs: dict[str, JobView] = {}
         self.runs: dict[str, Run] = {}
+        self.summaries: dict[str, history.StoredSummary] = {}
         self.commands: dict[str, Command] = {}
         self.instances: dict[str, Instance] = {}
         self.claims: set[tuple[str, datetime]] = set()
@@ -54,8 +63,9 @@ class FakeBackend(Backend):
     def ping(self) -> None:
         self._check("ping")
 
-    def create_jobstore(self) -> BaseJobStore:
-        return MemoryJobStore()
+    def create_jobstore(self) -> JobStore:
+        store: JobStore = FakeJobStore()
+        return store
 
     def save_jobs(self, jobs: Sequence[JobView]) -> None:
         self._check("save_jobs")
@@ -112,7 +122,14 @@ class FakeBackend(Backend):
     def save_runs(self, runs: Sequence[Run]) -> None:
         self._check("save_runs")
         with self._lock:
-            self.runs.update({run.run_id: run for run in runs})
+            self._store(history.latest(runs).values())
+
+    def _store(self, incoming: Iterable[Run]) -> int:
+        writes = [run for run in incoming if history.supersedes(run, self.runs.get(run.run_id))]
+        finished = [run for run in writes if history.newly_finished(run, self.runs.get(run.run_id))]
+        self.runs.update({run.run_id: run for run in writes})
+        self.summaries.update(history.fold_all(self.summaries, finished))
+        return len(writes)
 
     def get_run(self, run_id: str) -> Run | None:
         self._check("get_run")
@@ -144,36 +161,41 @@ class FakeBackend(Backend):
     def last_run(
         self, job_id: str, *, outcome: Outcome | None = None, since: datetime | None = None
     ) -> Run | None:
-        runs = self.list_runs(job_id=job_id, outcome=outcome, since=since, limit=1)
-        return runs[0] if runs else None
+        self._check("last_run")
+        found = [
+            run
+            for run in self.runs.values()
+            if run.job_id == job_id
+            and (outcome is None or run.outcome == outcome)
+            and (since is None or history.started_at(run) >= since)
+        ]
+        return max(found, key=lambda run: (history.started_at(run), run.run_id), default=None)
 
     def run_summaries(self, job_ids: Collection[str] | None = None) -> dict[str, RunSummary]:
         self._check("run_summaries")
-        summaries: dict[str, RunSummary] = {}
-        finished = sorted(
-            (r for r in self.runs.values() if r.outcome in FINAL_OUTCOMES),
-            key=lambda r: r.started_at or r.scheduled_time,
-        )
-        for run in finished:
-            if job_ids is not None and run.job_id not in job_ids:
-                continue
-            summary = summaries.setdefault(run.job_id, RunSummary(job_id=run.job_id))
-            summary.last_run_at = run.started_at or run.scheduled_time
-            summary.last_outcome = run.outcome
-            summary.last_duration_seconds = run.duration_seconds
-            if run.outcome is Outcome.SUCCESS:
-                summary.last_success_at = run.finished_at
-                summary.consecutive_failures = 0
-            elif run.outcome in (Outcome.FAILURE, Outcome.TIMEOUT):
-                summary.last_failure_at = run.finished_at
-                summary.consecutive_failures += 1
-        return summaries
+        return {
+            job_id: summary.public()
+            for job_id, summary in self.summaries.items()
+            if job_ids is None or job_id in job_ids
+        }
 
     def interrupt_orphaned_runs(self, live_instance_ids: Collection[str]) -> int:
-        return 0
+        self._check("interrupt_orphaned_runs")
+        with self._lock:
+            orphans = history.interrupt_orphans(list(self.runs.values()), live_instance_ids)
+            return self._store(orphans)
 
     def prune(self, older_than: datetime) -> int:
-        return 0
+        self._check("prune")
+        with self._lock:
+            old = [
+                run_id
+                for run_id, run in self.runs.items()
+                if history.is_final(run.outcome) and history.ended_at(run) < older_than
+            ]
+            for run_id in old:
+                del self.runs[run_id]
+            return len(old)
 
     def heartbeat(self, instance: Instance) -> None:
         self._check("heartbeat")

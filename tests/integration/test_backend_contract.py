@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from sundial.backends import Backend, BackendError, RunCursor, open_backend
+from sundial.backends import Backend, BackendError, RunCursor, history, open_backend
 from sundial.models import (
     Command,
     CommandKind,
@@ -40,6 +40,11 @@ UNREACHABLE = {
 
 def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
+
+
+def ended(minutes: float) -> datetime:
+    """When a run made by :func:`run` at ``minutes`` finished."""
+    return at(minutes) + timedelta(seconds=10)
 
 
 def job(
@@ -222,15 +227,15 @@ def test_count_jobs_lists_every_state_when_empty(backend: Backend) -> None:
 
 # claims -------------------------------------------------------------------------------
 def test_a_fire_time_is_claimed_once_across_instances(backend: Backend, other: Backend) -> None:
-    assert backend.claim_run("report", at(0), "i-1") is True
-    assert backend.claim_run("report", at(0), "i-1") is False
-    assert other.claim_run("report", at(0), "i-2") is False
+    assert backend.claim_runs([("report", at(0))], "i-1")
+    assert not backend.claim_runs([("report", at(0))], "i-1")
+    assert not other.claim_runs([("report", at(0))], "i-2")
     # The same instant written in another time zone is the same fire time.
     paris = timezone(timedelta(hours=2))
-    assert other.claim_run("report", at(0).astimezone(paris), "i-2") is False
+    assert not other.claim_runs([("report", at(0).astimezone(paris))], "i-2")
 
-    assert other.claim_run("report", at(1), "i-2") is True
-    assert backend.claim_run("other-job", at(0), "i-1") is True
+    assert other.claim_runs([("report", at(1))], "i-2")
+    assert backend.claim_runs([("other-job", at(0))], "i-1")
 
 
 def test_concurrent_claims_have_one_winner(backend: Backend, other: Backend) -> None:
@@ -238,7 +243,7 @@ def test_concurrent_claims_have_one_winner(backend: Backend, other: Backend) -> 
     lock = threading.Lock()
 
     def claim(target: Backend, who: str) -> None:
-        won = target.claim_run("race", at(5), who)
+        won = target.claim_runs([("race", at(5))], who) != set()
         with lock:
             results.append(won)
 
@@ -256,8 +261,8 @@ def test_concurrent_claims_have_one_winner(backend: Backend, other: Backend) -> 
 def test_a_claim_batch_wins_exactly_the_fire_times_nobody_held(
     backend: Backend, other: Backend
 ) -> None:
-    assert other.claim_run("report", at(0), "i-2") is True
-    assert other.claim_run("report", at(2), "i-2") is True
+    assert other.claim_runs([("report", at(0))], "i-2")
+    assert other.claim_runs([("report", at(2))], "i-2")
     paris = timezone(timedelta(hours=2))
     batch = [
         ("report", at(0)),
@@ -284,7 +289,7 @@ def test_a_fire_time_twice_in_one_batch_is_won_once(backend: Backend) -> None:
     paris = timezone(timedelta(hours=2))
     won = backend.claim_runs([("report", at(0)), ("report", at(0).astimezone(paris))], "i-1")
     assert len(won) == 1
-    assert backend.claim_run("report", at(0), "i-1") is False
+    assert not backend.claim_runs([("report", at(0))], "i-1")
 
 
 def test_a_large_claim_batch_is_all_or_nothing_per_fire_time(backend: Backend) -> None:
@@ -443,15 +448,16 @@ def test_run_summaries_count_failures_until_a_success(backend: Backend) -> None:
     assert summary.last_outcome is Outcome.TIMEOUT
     assert summary.last_run_at == at(2)
     assert summary.last_duration_seconds == 10.0
-    assert summary.last_success_at == at(0)
-    assert summary.last_failure_at == at(2)
+    # Last success and failure are dated by when those runs finished.
+    assert summary.last_success_at == ended(0)
+    assert summary.last_failure_at == ended(2)
 
     backend.save_runs([run("etl", 4)])
     summary = backend.run_summaries(["etl"])["etl"]
     assert summary.consecutive_failures == 0
     assert summary.last_outcome is Outcome.SUCCESS
-    assert summary.last_success_at == at(4)
-    assert summary.last_failure_at == at(2)
+    assert summary.last_success_at == ended(4)
+    assert summary.last_failure_at == ended(2)
 
     backend.save_runs([run("etl", 5, Outcome.FAILURE)])
     assert backend.run_summaries(["etl"])["etl"].consecutive_failures == 1
@@ -470,7 +476,7 @@ def test_run_summaries_order_a_batch_by_finish_and_count_each_run_once(
     summary = backend.run_summaries()["etl"]
     assert summary.consecutive_failures == 2
     assert summary.last_run_at == at(3)
-    assert summary.last_success_at == at(1)
+    assert summary.last_success_at == ended(1)
 
     backend.save_runs(newest_first[:2])
     assert backend.run_summaries()["etl"].consecutive_failures == 2
@@ -481,6 +487,94 @@ def test_run_summaries_select_jobs_and_skip_unfinished(backend: Backend) -> None
     assert set(backend.run_summaries()) == {"a", "b"}
     assert set(backend.run_summaries(["b", "c", "unknown"])) == {"b"}
     assert backend.run_summaries([]) == {}
+
+
+def test_saving_a_batch_twice_counts_its_failures_once(backend: Backend) -> None:
+    batch = [run("flaky", minute, Outcome.FAILURE) for minute in range(3)]
+
+    backend.save_runs(batch)
+    backend.save_runs(batch)  # a retry after a lost reply
+
+    assert backend.run_summaries()["flaky"].consecutive_failures == 3
+
+
+def test_a_late_running_record_does_not_reopen_a_finished_run(backend: Backend) -> None:
+    started = run("etl", 0, Outcome.RUNNING)
+    done = started.finish(Outcome.SUCCESS)
+    backend.save_runs([done])
+
+    backend.save_runs([started])  # the earlier record, from a batch put back after a failure
+
+    stored = backend.get_run(done.run_id)
+    assert stored is not None
+    assert stored.outcome is Outcome.SUCCESS
+    assert stored.finished_at == done.finished_at
+    assert backend.list_runs(outcome=Outcome.RUNNING) == []
+    assert backend.interrupt_orphaned_runs(set()) == 0
+    assert backend.run_summaries(["etl"])["etl"].last_outcome is Outcome.SUCCESS
+
+
+def test_the_first_final_record_of_a_run_stays(backend: Backend) -> None:
+    started = run("etl", 0, Outcome.RUNNING)
+    timed_out = started.finish(Outcome.TIMEOUT)
+    backend.save_runs([timed_out])
+
+    backend.save_runs([started.finish(Outcome.SUCCESS)])
+
+    stored = backend.get_run(started.run_id)
+    assert stored is not None and stored.outcome is Outcome.TIMEOUT
+    summary = backend.run_summaries(["etl"])["etl"]
+    assert summary.last_outcome is Outcome.TIMEOUT
+    assert summary.consecutive_failures == 1
+
+
+def test_a_late_success_does_not_end_a_later_failure_streak(backend: Backend) -> None:
+    backend.save_runs([run("etl", 2, Outcome.FAILURE)])
+
+    backend.save_runs([run("etl", 1)])  # finished before that failure, stored after it
+
+    summary = backend.run_summaries(["etl"])["etl"]
+    assert summary.consecutive_failures == 1
+    assert summary.last_outcome is Outcome.FAILURE
+    assert summary.last_success_at == ended(1)
+
+
+def test_an_interrupt_sweep_racing_finishing_runs_keeps_history_consistent(
+    backend: Backend, other: Backend
+) -> None:
+    """The sweep and a writer finishing the same runs: every run ends with one outcome,
+    the sweep reports what it wrote, and the summary is the fold of what was kept."""
+    orphans = [
+        run("etl", minute / 100, Outcome.RUNNING, instance_id="dead") for minute in range(60)
+    ]
+    backend.save_runs(orphans)
+    start = threading.Barrier(2)
+    swept: list[int] = []
+
+    def finish_them() -> None:
+        start.wait()
+        for orphan in orphans:
+            other.save_runs([orphan.finish(Outcome.SUCCESS)])
+
+    def sweep() -> None:
+        start.wait()
+        time.sleep(0.01)  # let the writer get under way
+        swept.append(backend.interrupt_orphaned_runs(["alive"]))
+
+    threads = [threading.Thread(target=finish_them), threading.Thread(target=sweep)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    stored = [backend.get_run(orphan.run_id) for orphan in orphans]
+    assert all(
+        r is not None and r.outcome in (Outcome.SUCCESS, Outcome.INTERRUPTED) for r in stored
+    )
+    kept = [r for r in stored if r is not None]
+    assert swept == [sum(1 for r in kept if r.outcome is Outcome.INTERRUPTED)]
+    expected = history.fold_all({}, kept)["etl"].public()
+    assert backend.run_summaries(["etl"])["etl"] == expected
 
 
 def test_interrupt_orphaned_runs(backend: Backend) -> None:
@@ -512,8 +606,8 @@ def test_prune_removes_old_history_only(backend: Backend) -> None:
     old_running = run("etl", 2, Outcome.RUNNING)
     recent = run("etl", 120)
     backend.save_runs([old, old_missed, old_running, recent])
-    backend.claim_run("etl", at(0), "i-1")
-    backend.claim_run("etl", at(120), "i-1")
+    backend.claim_runs([("etl", at(0))], "i-1")
+    backend.claim_runs([("etl", at(120))], "i-1")
     applied = Command(kind=CommandKind.PAUSE, job_id="etl", created_at=at(0))
     pending = Command(kind=CommandKind.RESUME, job_id="etl", created_at=at(0))
     backend.enqueue_command(applied)
@@ -523,8 +617,8 @@ def test_prune_removes_old_history_only(backend: Backend) -> None:
     cut_off = at(60)
     assert backend.prune(older_than=cut_off) == 2
     assert {r.run_id for r in backend.list_runs()} == {old_running.run_id, recent.run_id}
-    assert backend.claim_run("etl", at(0), "i-1") is True  # the old claim is gone
-    assert backend.claim_run("etl", at(120), "i-1") is False
+    assert backend.claim_runs([("etl", at(0))], "i-1")  # the old claim is gone
+    assert not backend.claim_runs([("etl", at(120))], "i-1")
     # finish_command stamps "now", which is long after T0: prune with a later cut-off.
     backend.prune(older_than=datetime.now(UTC) + timedelta(minutes=1))
     assert backend.get_command(applied.id) is None

@@ -16,8 +16,8 @@ import redis
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from sundial.backends import BackendError, RunCursor
-from sundial.backends import redis as redis_module
 from sundial.backends.redis import RedisBackend
+from sundial.backends.redis import backend as redis_module
 from sundial.models import (
     Command,
     CommandKind,
@@ -94,7 +94,7 @@ def test_every_key_lives_under_the_sundial_prefix(
 ) -> None:
     backend.save_jobs([job("alpha"), job("beta", state=JobState.PAUSED)])
     backend.save_runs([finished("alpha", 0), finished("alpha", 1, Outcome.FAILURE)])
-    backend.claim_run("alpha", T0, "i-1")
+    backend.claim_runs([("alpha", T0)], "i-1")
     backend.enqueue_command(Command(kind=CommandKind.PAUSE, job_id="alpha"))
     backend.acquire_leadership("i-1", 30)
 
@@ -154,7 +154,7 @@ def test_history_keeps_only_the_newest_runs_per_job(
 def test_prune_drops_old_claims_and_finished_commands(
     backend: RedisBackend, raw: redis.Redis[str]
 ) -> None:
-    backend.claim_run("alpha", T0, "i-1")
+    backend.claim_runs([("alpha", T0)], "i-1")
     command = Command(kind=CommandKind.PAUSE, job_id="alpha")
     backend.enqueue_command(command)
     backend.finish_command(command.id, CommandState.APPLIED, None)
@@ -163,30 +163,10 @@ def test_prune_drops_old_claims_and_finished_commands(
 
     backend.prune(datetime.now(UTC) + timedelta(seconds=1))
 
-    assert backend.claim_run("alpha", T0, "i-2")
+    assert backend.claim_runs([("alpha", T0)], "i-2")
     assert backend.get_command(command.id) is None
     assert [c.id for c in backend.pending_commands()] == [waiting.id]
     assert raw.zcard("sundial:commands:finished") == 0
-
-
-def test_saving_a_batch_twice_counts_its_failures_once(backend: RedisBackend) -> None:
-    batch = [finished("flaky", minute, Outcome.FAILURE) for minute in range(3)]
-
-    backend.save_runs(batch)
-    backend.save_runs(batch)  # a retry after a lost reply
-
-    assert backend.run_summaries()["flaky"].consecutive_failures == 3
-
-
-def test_a_late_running_record_does_not_reopen_a_finished_run(backend: RedisBackend) -> None:
-    done = finished("alpha", 0)
-    backend.save_runs([done])
-
-    backend.save_runs([done.model_copy(update={"outcome": Outcome.RUNNING, "finished_at": None})])
-
-    stored = backend.get_run(done.run_id)
-    assert stored is not None and stored.outcome is Outcome.SUCCESS
-    assert backend.interrupt_orphaned_runs(set()) == 0
 
 
 # pagination -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Batched job store writes on the real stores: they store what ``update_job`` stores."""
+"""Each backend's batched job store write: it stores what ``update_job`` stores."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ import pytest
 import sample_jobs
 import sqlalchemy as sa
 from apscheduler.job import Job
-from apscheduler.jobstores.base import BaseJobStore
 from apscheduler.jobstores.redis import RedisJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from sundial.backends import Backend
-from sundial_scheduler.stores import update_jobs
+from sundial.backends.jobstore import JobStore
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +27,7 @@ Row = tuple[float | None, bytes]
 
 
 @pytest.fixture
-def store(backend: Backend) -> Iterator[BaseJobStore]:
+def store(backend: Backend) -> Iterator[JobStore]:
     """The backend's APScheduler store, started by a paused scheduler, holding ``JOBS`` jobs."""
     jobstore = backend.create_jobstore()
     scheduler = BackgroundScheduler(jobstores={"default": jobstore}, timezone=UTC)
@@ -44,7 +43,7 @@ def store(backend: Backend) -> Iterator[BaseJobStore]:
     scheduler.shutdown(wait=False)
 
 
-def stored_rows(store: BaseJobStore) -> dict[str, Row]:
+def stored_rows(store: JobStore) -> dict[str, Row]:
     """Each job's stored run-time score and pickled state, as the store keeps them."""
     if isinstance(store, SQLAlchemyJobStore):
         table = store.jobs_t
@@ -69,11 +68,11 @@ def fired(jobs: list[Job]) -> dict[str, datetime | None]:
     return expected
 
 
-def test_batched_write_stores_next_run_times_and_state(store: BaseJobStore) -> None:
+def test_batched_write_stores_next_run_times_and_state(store: JobStore) -> None:
     jobs = store.get_all_jobs()
     expected = fired(jobs)
 
-    update_jobs(store, jobs)
+    store.update_jobs(jobs)
 
     read: dict[str, Any] = {job.id: job for job in store.get_all_jobs()}
     assert {job_id: job.next_run_time for job_id, job in read.items()} == expected
@@ -86,11 +85,11 @@ def test_batched_write_stores_next_run_times_and_state(store: BaseJobStore) -> N
     assert store.get_due_jobs(START + timedelta(minutes=3)) != []
 
 
-def test_batched_write_matches_update_job_byte_for_byte(store: BaseJobStore) -> None:
+def test_batched_write_matches_update_job_byte_for_byte(store: JobStore) -> None:
     jobs = store.get_all_jobs()
     fired(jobs)
 
-    update_jobs(store, jobs)
+    store.update_jobs(jobs)
     batched = stored_rows(store)
     for job in jobs:
         store.update_job(job)
@@ -99,9 +98,9 @@ def test_batched_write_matches_update_job_byte_for_byte(store: BaseJobStore) -> 
     assert len(batched) == JOBS
 
 
-def test_an_empty_batch_changes_nothing(store: BaseJobStore) -> None:
+def test_an_empty_batch_changes_nothing(store: JobStore) -> None:
     before = stored_rows(store)
 
-    update_jobs(store, [])
+    store.update_jobs([])
 
     assert stored_rows(store) == before

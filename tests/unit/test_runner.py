@@ -441,7 +441,7 @@ async def test_a_missed_fire_time_recorded_twice_is_one_record(h: Harness) -> No
 async def test_a_fire_time_claimed_elsewhere_does_not_run(h: Harness) -> None:
     calls: list[int] = []
     scheduled = utcnow()
-    assert h.backend.claim_run(JOB, scheduled, "other-instance")
+    assert h.backend.claim_runs([(JOB, scheduled)], "other-instance")
 
     await h.runner.run(h.invocation(lambda: calls.append(1)), scheduled)
 
@@ -519,7 +519,7 @@ async def test_runs_firing_together_share_few_claim_calls(h: Harness) -> None:
 async def test_in_a_batch_a_fire_time_claimed_elsewhere_does_not_run(h: Harness) -> None:
     ran: list[str] = []
     scheduled = utcnow()
-    assert h.backend.claim_run("taken", scheduled, "other-instance")
+    assert h.backend.claim_runs([("taken", scheduled)], "other-instance")
     claimed_before = claim_calls(h)
 
     def job(name: str) -> Callable[[], Any]:

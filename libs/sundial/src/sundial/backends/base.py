@@ -3,6 +3,10 @@
 One backend holds APScheduler's job store, the JSON job catalog, run history with its
 per-fire-time claims, the command queue, instance heartbeats and the leader lock. All
 methods are blocking; async callers run them in a thread.
+
+Implementations store and fetch. The rules of run history that every backend must keep
+the same (how records of one run merge, how summaries fold, which runs an orphan sweep
+interrupts) live above them, in :mod:`sundial.backends.history`.
 """
 
 from __future__ import annotations
@@ -12,8 +16,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from apscheduler.jobstores.base import BaseJobStore
-
+from sundial.backends.jobstore import JobStore
 from sundial.constants import CATALOG_SCAN_PAGE
 from sundial.models import (
     Command,
@@ -59,8 +62,8 @@ class Backend(ABC):
         """Return if the backend answers; raise :class:`BackendError` otherwise."""
 
     @abstractmethod
-    def create_jobstore(self) -> BaseJobStore:
-        """An APScheduler job store on this backend (used only by the leader)."""
+    def create_jobstore(self) -> JobStore:
+        """This backend's APScheduler job store (used only by the leader)."""
 
     # catalog ---------------------------------------------------------------------------
     @abstractmethod
@@ -110,13 +113,14 @@ class Backend(ABC):
         in one call is won at most once. The returned pairs are the ones passed in.
         """
 
-    def claim_run(self, job_id: str, scheduled_time: datetime, instance_id: str) -> bool:
-        """Claim one fire time; True only for the first claimant, ever."""
-        return bool(self.claim_runs([(job_id, scheduled_time)], instance_id))
-
     @abstractmethod
     def save_runs(self, runs: Sequence[Run]) -> None:
-        """Insert or replace runs by ``run_id``; durable when this returns."""
+        """Store runs by ``run_id``, each merged with its stored record; durable on return.
+
+        A record replaces the stored one only as :func:`history.supersedes` allows (a
+        finished run is never reopened), and a run that finishes here joins its job's
+        summary once (:func:`history.fold`), however often the same batch is saved.
+        """
 
     @abstractmethod
     def get_run(self, run_id: str) -> Run | None: ...
@@ -143,14 +147,18 @@ class Backend(ABC):
     def run_summaries(self, job_ids: Collection[str] | None = None) -> dict[str, RunSummary]:
         """Digest of finished runs per job (all jobs with history when ``job_ids`` is None).
 
-        ``last_*`` fields consider finished runs only; ``consecutive_failures`` counts
-        failure and timeout outcomes since the last success. One query's cost, not one
-        per job: the API reads it for every scrape and every page of jobs.
+        Folded by :func:`history.fold` as runs finish. One query's cost, not one per job:
+        the API reads it for every scrape and every page of jobs.
         """
 
     @abstractmethod
     def interrupt_orphaned_runs(self, live_instance_ids: Collection[str]) -> int:
-        """Mark runs left ``running`` by instances not in ``live_instance_ids`` interrupted."""
+        """Interrupt the runs still ``running`` on instances not in ``live_instance_ids``.
+
+        Decided atomically (:func:`history.interrupt_orphans` on runs read under lock or
+        watch): a run that finishes meanwhile keeps its own outcome. Returns how many
+        runs this call interrupted.
+        """
 
     @abstractmethod
     def prune(self, older_than: datetime) -> int:

@@ -1,0 +1,5 @@
+"""The SQL backend: Postgres for deployments, SQLite for one machine (see ``backend``)."""
+
+from sundial.backends.sql.backend import SqlBackend
+
+__all__ = ["SqlBackend"]
