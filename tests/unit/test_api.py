@@ -8,14 +8,16 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fakes import FakeBackend  # tests/ is on sys.path (rootdir conftest)
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from sundial.config import Settings
+from sundial.config import Settings, get_settings
 from sundial.models import (
     CommandKind,
     CommandState,
@@ -627,6 +629,29 @@ def test_health_with_backend_down(client: TestClient, backend: FakeBackend) -> N
     assert report.status_code == 200
     assert report.json()["status"] == "unhealthy"
     assert report.json()["backend"]["up"] is False
+
+
+@pytest.fixture
+def settings_from_env() -> Iterator[None]:
+    """``get_settings()`` is built once per process: build it again from this test's env."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("settings_from_env")
+def test_uvicorn_factory_serves_the_api_configured_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SUNDIAL_BACKEND_URL", f"sqlite:///{tmp_path / 'sundial.db'}")
+    monkeypatch.setenv("SUNDIAL_API_TOKEN", TOKEN)
+    # what `uvicorn --factory sundial_api.main:create_app` does
+    config = uvicorn.Config("sundial_api.main:create_app", factory=True)
+    config.load()
+    with TestClient(config.loaded_app) as client:
+        assert client.get("/health/ready").json() == {"status": "ready", "backend": "sqlite"}
+        # the token from the environment is accepted: the change gets as far as the lookup
+        assert client.post("/api/v1/jobs/nope/pause", headers=AUTH).status_code == 404
 
 
 def test_scheduler_endpoint(client: TestClient, backend: FakeBackend) -> None:
