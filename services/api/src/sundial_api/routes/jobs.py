@@ -8,8 +8,7 @@ from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from sundial.backends import Backend
-from sundial.constants import MAX_COMMAND_WAIT_SECONDS
-from sundial.models import AddJob, Command, CommandKind, CommandState, JobState, ModifyJob, Outcome
+from sundial.models import AddJob, Command, CommandKind, CommandState, JobState, ModifyJob
 from sundial_api.commanding import (
     accepted,
     add_command,
@@ -19,9 +18,8 @@ from sundial_api.commanding import (
     submit,
 )
 from sundial_api.cursors import decode_job_cursor, decode_run_cursor
-from sundial_api.deps import BackendDep, RequireToken
+from sundial_api.deps import BackendDep, Cursor, Limit, OutcomeFilter, RequireToken, Since, Wait
 from sundial_api.errors import ApiError
-from sundial_api.routes.runs import Cursor, Limit, Since
 from sundial_api.schemas import (
     ERROR_RESPONSES,
     CommandAccepted,
@@ -35,14 +33,6 @@ from sundial_api.views import job_detail, job_page, run_page, since_utc
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
-Wait = Annotated[
-    float,
-    Query(
-        ge=0,
-        le=MAX_COMMAND_WAIT_SECONDS,
-        description="seconds to wait for the scheduler to apply the command",
-    ),
-]
 COMMAND_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"model": CommandAccepted, "description": "the command finished within ?wait="},
     401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
@@ -99,7 +89,7 @@ async def get_job(job_id: str, backend: BackendDep) -> JobDetail:
 async def list_job_runs(
     job_id: str,
     backend: BackendDep,
-    outcome: Annotated[Outcome | None, Query()] = None,
+    outcome: OutcomeFilter = None,
     since: Since = None,
     limit: Limit = 100,
     cursor: Cursor = None,
