@@ -58,7 +58,7 @@ async def _respond(
 
 
 @router.get("", summary="Jobs in the catalog, by id", responses={400: {"model": ErrorResponse}})
-async def list_jobs(
+def list_jobs(
     backend: BackendDep,
     state: Annotated[JobState | None, Query()] = None,
     tag: Annotated[str | None, Query(description="only jobs with this tag")] = None,
@@ -66,9 +66,7 @@ async def list_jobs(
     cursor: Cursor = None,
 ) -> JobPage:
     after = decode_job_cursor(cursor) if cursor else None
-    return await run_in_threadpool(
-        job_page, backend, state=state, tag=tag, after=after, limit=limit
-    )
+    return job_page(backend, state=state, tag=tag, after=after, limit=limit)
 
 
 @router.get(
@@ -76,9 +74,8 @@ async def list_jobs(
     summary="One job: trigger, next run, last run and recent statistics",
     responses={404: {"model": ErrorResponse}},
 )
-async def get_job(job_id: str, backend: BackendDep) -> JobDetail:
-    job = await require_job(backend, job_id)
-    return await run_in_threadpool(job_detail, backend, job)
+def get_job(job_id: str, backend: BackendDep) -> JobDetail:
+    return job_detail(backend, require_job(backend, job_id))
 
 
 @router.get(
@@ -86,7 +83,7 @@ async def get_job(job_id: str, backend: BackendDep) -> JobDetail:
     summary="A job's runs, newest first",
     responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
 )
-async def list_job_runs(
+def list_job_runs(
     job_id: str,
     backend: BackendDep,
     outcome: OutcomeFilter = None,
@@ -95,13 +92,15 @@ async def list_job_runs(
     cursor: Cursor = None,
 ) -> RunPage:
     before = decode_run_cursor(cursor) if cursor else None
-    await require_job(backend, job_id)
+    require_job(backend, job_id)
     start = since_utc(since)
-    return await run_in_threadpool(
-        run_page, backend, job_id=job_id, outcome=outcome, since=start, before=before, limit=limit
+    return run_page(
+        backend, job_id=job_id, outcome=outcome, since=start, before=before, limit=limit
     )
 
 
+# The change routes stay async because ?wait= polls without holding a worker thread, so
+# their blocking reads go to the thread pool by hand.
 @router.post(
     "",
     status_code=202,
@@ -123,7 +122,7 @@ async def create_job(
 async def _simple(
     kind: CommandKind, job_id: str, backend: Backend, wait: float, response: Response
 ) -> CommandAccepted:
-    await require_job(backend, job_id)
+    await run_in_threadpool(require_job, backend, job_id)
     return await _respond(backend, Command(kind=kind, job_id=job_id), wait, response)
 
 
@@ -182,7 +181,7 @@ async def change_job(
     response: Response,
     wait: Wait = 0,
 ) -> CommandAccepted:
-    job = await require_job(backend, job_id)
+    job = await run_in_threadpool(require_job, backend, job_id)
     return await _respond(backend, change_command(job, body), wait, response)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
 
 from sundial_api.cursors import decode_run_cursor
 from sundial_api.deps import BackendDep, Cursor, Limit, OutcomeFilter, Since
@@ -17,7 +16,7 @@ router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONS
 
 
 @router.get("", summary="Runs, newest first", responses={400: {"model": ErrorResponse}})
-async def list_runs(
+def list_runs(
     backend: BackendDep,
     job_id: Annotated[str | None, Query(description="only this job's runs")] = None,
     outcome: OutcomeFilter = None,
@@ -25,8 +24,7 @@ async def list_runs(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> RunPage:
-    return await run_in_threadpool(
-        run_page,
+    return run_page(
         backend,
         job_id=job_id,
         outcome=outcome,
@@ -37,8 +35,8 @@ async def list_runs(
 
 
 @router.get("/{run_id}", summary="One run", responses={404: {"model": ErrorResponse}})
-async def get_run(run_id: str, backend: BackendDep) -> RunOut:
-    run = await run_in_threadpool(backend.get_run, run_id)
+def get_run(run_id: str, backend: BackendDep) -> RunOut:
+    run = backend.get_run(run_id)
     if run is None:
         raise not_found("run", run_id)
     return run_out(run)
