@@ -768,3 +768,24 @@ def test_openapi_schema_is_served(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert "/api/v1/jobs/{job_id}/pause" in schema["paths"]
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "operation_id", "summary"),
+    [
+        ("post", "/{job_id}/pause", "pause_job_api_v1_jobs__job_id__pause_post", "Pause a job"),
+        ("post", "/{job_id}/resume", "resume_job_api_v1_jobs__job_id__resume_post", "Resume a"),
+        ("post", "/{job_id}/run", "run_job_api_v1_jobs__job_id__run_post", "Run a job now"),
+        ("delete", "/{job_id}", "remove_job_api_v1_jobs__job_id__delete", "Remove a job"),
+    ],
+)
+def test_openapi_documents_each_job_change(
+    client: TestClient, method: str, path: str, operation_id: str, summary: str
+) -> None:
+    # clients generated from the schema name their methods after the operation ids
+    operation = client.get("/openapi.json").json()["paths"][f"/api/v1/jobs{path}"][method]
+    assert operation["operationId"] == operation_id
+    assert operation["summary"].startswith(summary)
+    assert "?wait=N" in operation["description"]
+    assert [parameter["name"] for parameter in operation["parameters"]] == ["job_id", "wait"]
+    assert {"200", "202", "401", "403", "404"} <= set(operation["responses"])

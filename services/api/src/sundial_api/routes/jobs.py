@@ -46,6 +46,18 @@ COMMAND_DOC = (
     "pending. With `?wait=N` the request waits up to N seconds: 200 if the command was "
     "applied or rejected by then (see `state` and `reason`), else 202."
 )
+#: changes that need nothing but the job's id: (method, path, kind, summary)
+JOB_COMMANDS = (
+    ("POST", "/{job_id}/pause", CommandKind.PAUSE, "Pause a job"),
+    ("POST", "/{job_id}/resume", CommandKind.RESUME, "Resume a paused job"),
+    (
+        "POST",
+        "/{job_id}/run",
+        CommandKind.RUN,
+        "Run a job now, once; its regular schedule is left alone",
+    ),
+    ("DELETE", "/{job_id}", CommandKind.REMOVE, "Remove a job"),
+)
 
 
 async def _respond(
@@ -119,52 +131,6 @@ async def create_job(
     return await _respond(backend, add_command(body.id, spec), wait, response)
 
 
-async def _simple(
-    kind: CommandKind, job_id: str, backend: Backend, wait: float, response: Response
-) -> CommandAccepted:
-    await run_in_threadpool(require_job, backend, job_id)
-    return await _respond(backend, Command(kind=kind, job_id=job_id), wait, response)
-
-
-@router.post(
-    "/{job_id}/pause",
-    status_code=202,
-    summary="Pause a job",
-    description=COMMAND_DOC,
-    responses=COMMAND_RESPONSES,
-)
-async def pause_job(
-    job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
-) -> CommandAccepted:
-    return await _simple(CommandKind.PAUSE, job_id, backend, wait, response)
-
-
-@router.post(
-    "/{job_id}/resume",
-    status_code=202,
-    summary="Resume a paused job",
-    description=COMMAND_DOC,
-    responses=COMMAND_RESPONSES,
-)
-async def resume_job(
-    job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
-) -> CommandAccepted:
-    return await _simple(CommandKind.RESUME, job_id, backend, wait, response)
-
-
-@router.post(
-    "/{job_id}/run",
-    status_code=202,
-    summary="Run a job now, once; its regular schedule is left alone",
-    description=COMMAND_DOC,
-    responses=COMMAND_RESPONSES,
-)
-async def run_job(
-    job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
-) -> CommandAccepted:
-    return await _simple(CommandKind.RUN, job_id, backend, wait, response)
-
-
 @router.patch(
     "/{job_id}",
     status_code=202,
@@ -185,14 +151,27 @@ async def change_job(
     return await _respond(backend, change_command(job, body), wait, response)
 
 
-@router.delete(
-    "/{job_id}",
-    status_code=202,
-    summary="Remove a job",
-    description=COMMAND_DOC,
-    responses=COMMAND_RESPONSES,
-)
-async def remove_job(
-    job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
-) -> CommandAccepted:
-    return await _simple(CommandKind.REMOVE, job_id, backend, wait, response)
+def _add_job_command(method: str, path: str, kind: CommandKind, summary: str) -> None:
+    """Register the route that queues a ``kind`` command for the job named in the path."""
+
+    async def queue_command(
+        job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
+    ) -> CommandAccepted:
+        await run_in_threadpool(require_job, backend, job_id)
+        return await _respond(backend, Command(kind=kind, job_id=job_id), wait, response)
+
+    router.add_api_route(
+        path,
+        queue_command,
+        methods=[method],
+        # the name makes the OpenAPI operation id: pause_job, resume_job, run_job, remove_job
+        name=f"{kind.value}_job",
+        status_code=202,
+        summary=summary,
+        description=COMMAND_DOC,
+        responses=COMMAND_RESPONSES,
+    )
+
+
+for job_command in JOB_COMMANDS:
+    _add_job_command(*job_command)
