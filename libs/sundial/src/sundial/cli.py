@@ -369,48 +369,32 @@ def _submit(
     raise typer.Exit(EXIT_PENDING)
 
 
-@jobs_app.command("pause")
-def jobs_pause(
-    ctx: typer.Context,
-    job_id: str,
-    wait: WaitOption = DEFAULT_WAIT_SECONDS,
-    as_json: JsonOption = False,
-) -> None:
-    """Pause a job."""
-    _submit(api(ctx), "POST", f"/api/v1/jobs/{job_id}/pause", f"pause {job_id}", wait, as_json)
+#: changes that need nothing but the job's id: (command, HTTP method, path after the id, help)
+JOB_CHANGES = (
+    ("pause", "POST", "/pause", "Pause a job."),
+    ("resume", "POST", "/resume", "Resume a paused job."),
+    ("run", "POST", "/run", "Run a job once now; its regular schedule is unchanged."),
+    ("remove", "DELETE", "", "Remove a job."),
+)
 
 
-@jobs_app.command("resume")
-def jobs_resume(
-    ctx: typer.Context,
-    job_id: str,
-    wait: WaitOption = DEFAULT_WAIT_SECONDS,
-    as_json: JsonOption = False,
-) -> None:
-    """Resume a paused job."""
-    _submit(api(ctx), "POST", f"/api/v1/jobs/{job_id}/resume", f"resume {job_id}", wait, as_json)
+def _add_job_change(name: str, method: str, suffix: str, help_text: str) -> None:
+    """Register ``sundial jobs NAME ID``, which asks the API for that change to the job."""
+
+    def change(
+        ctx: typer.Context,
+        job_id: str,
+        wait: WaitOption = DEFAULT_WAIT_SECONDS,
+        as_json: JsonOption = False,
+    ) -> None:
+        path = f"/api/v1/jobs/{job_id}{suffix}"
+        _submit(api(ctx), method, path, f"{name} {job_id}", wait, as_json)
+
+    jobs_app.command(name, help=help_text)(change)
 
 
-@jobs_app.command("run")
-def jobs_run(
-    ctx: typer.Context,
-    job_id: str,
-    wait: WaitOption = DEFAULT_WAIT_SECONDS,
-    as_json: JsonOption = False,
-) -> None:
-    """Run a job once now; its regular schedule is unchanged."""
-    _submit(api(ctx), "POST", f"/api/v1/jobs/{job_id}/run", f"run {job_id}", wait, as_json)
-
-
-@jobs_app.command("remove")
-def jobs_remove(
-    ctx: typer.Context,
-    job_id: str,
-    wait: WaitOption = DEFAULT_WAIT_SECONDS,
-    as_json: JsonOption = False,
-) -> None:
-    """Remove a job."""
-    _submit(api(ctx), "DELETE", f"/api/v1/jobs/{job_id}", f"remove {job_id}", wait, as_json)
+for job_change in JOB_CHANGES:
+    _add_job_change(*job_change)
 
 
 @jobs_app.command("reschedule")
