@@ -52,7 +52,7 @@ run: sync  ## run one scheduler in the foreground (backend from SUNDIAL_BACKEND_
 dev: sync  ## api + scheduler without Docker, on the embedded SQLite default
 	@mkdir -p var
 	@SUNDIAL_LOG_FORMAT=console $(UV) run sundial-scheduler & scheduler=$$!; \
-	SUNDIAL_LOG_FORMAT=console $(UV) run uvicorn sundial_api.main:app --port 8000 & api=$$!; \
+	SUNDIAL_LOG_FORMAT=console $(UV) run uvicorn --factory sundial_api.main:create_app --port 8000 & api=$$!; \
 	trap 'kill -TERM $$scheduler $$api 2>/dev/null; wait' INT TERM; \
 	wait
 

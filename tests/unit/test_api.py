@@ -8,14 +8,16 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fakes import FakeBackend  # tests/ is on sys.path (rootdir conftest)
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from sundial.config import Settings
+from sundial.config import Settings, get_settings
 from sundial.models import (
     CommandKind,
     CommandState,
@@ -629,6 +631,29 @@ def test_health_with_backend_down(client: TestClient, backend: FakeBackend) -> N
     assert report.json()["backend"]["up"] is False
 
 
+@pytest.fixture
+def settings_from_env() -> Iterator[None]:
+    """``get_settings()`` is built once per process: build it again from this test's env."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("settings_from_env")
+def test_uvicorn_factory_serves_the_api_configured_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SUNDIAL_BACKEND_URL", f"sqlite:///{tmp_path / 'sundial.db'}")
+    monkeypatch.setenv("SUNDIAL_API_TOKEN", TOKEN)
+    # what `uvicorn --factory sundial_api.main:create_app` does
+    config = uvicorn.Config("sundial_api.main:create_app", factory=True)
+    config.load()
+    with TestClient(config.loaded_app) as client:
+        assert client.get("/health/ready").json() == {"status": "ready", "backend": "sqlite"}
+        # the token from the environment is accepted: the change gets as far as the lookup
+        assert client.post("/api/v1/jobs/nope/pause", headers=AUTH).status_code == 404
+
+
 def test_scheduler_endpoint(client: TestClient, backend: FakeBackend) -> None:
     backend.heartbeat(leader(age_seconds=1))
     status = client.get("/api/v1/scheduler").json()
@@ -743,3 +768,24 @@ def test_openapi_schema_is_served(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert "/api/v1/jobs/{job_id}/pause" in schema["paths"]
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "operation_id", "summary"),
+    [
+        ("post", "/{job_id}/pause", "pause_job_api_v1_jobs__job_id__pause_post", "Pause a job"),
+        ("post", "/{job_id}/resume", "resume_job_api_v1_jobs__job_id__resume_post", "Resume a"),
+        ("post", "/{job_id}/run", "run_job_api_v1_jobs__job_id__run_post", "Run a job now"),
+        ("delete", "/{job_id}", "remove_job_api_v1_jobs__job_id__delete", "Remove a job"),
+    ],
+)
+def test_openapi_documents_each_job_change(
+    client: TestClient, method: str, path: str, operation_id: str, summary: str
+) -> None:
+    # clients generated from the schema name their methods after the operation ids
+    operation = client.get("/openapi.json").json()["paths"][f"/api/v1/jobs{path}"][method]
+    assert operation["operationId"] == operation_id
+    assert operation["summary"].startswith(summary)
+    assert "?wait=N" in operation["description"]
+    assert [parameter["name"] for parameter in operation["parameters"]] == ["job_id", "wait"]
+    assert {"200", "202", "401", "403", "404"} <= set(operation["responses"])

@@ -119,15 +119,9 @@ def _error_message(response: httpx.Response) -> str:
     return str(message)
 
 
-_state: dict[str, Api] = {}
-
-
-def api() -> Api:
-    return _state["api"]
-
-
 @app.callback()
 def main(
+    ctx: typer.Context,
     api_url: Annotated[
         str | None,
         typer.Option("--api-url", help="API address [default: SUNDIAL_API_URL]"),
@@ -135,7 +129,13 @@ def main(
 ) -> None:
     """Watch and manage Sundial jobs through the Sundial API."""
     settings = load_settings()
-    _state["api"] = Api(url=(api_url or settings.api_url).rstrip("/"), token=settings.api_token)
+    ctx.obj = Api(url=(api_url or settings.api_url).rstrip("/"), token=settings.api_token)
+
+
+def api(ctx: typer.Context) -> Api:
+    """The API client that the app callback put on the context (subcommands inherit it)."""
+    client: Api = ctx.obj
+    return client
 
 
 # formatting -----------------------------------------------------------------------------
@@ -191,13 +191,14 @@ def print_json(data: Any) -> None:
 # health ---------------------------------------------------------------------------------
 @health_app.command("check")
 def health_check(
+    ctx: typer.Context,
     detailed: Annotated[
         bool, typer.Option("--detailed", help="also list instances and backend latency")
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Scheduler status, active jobs and next runs; exits 1 when unhealthy."""
-    report = api().request("GET", "/health/detailed")
+    report = api(ctx).request("GET", "/health/detailed")
     if as_json:
         print_json(report)
     else:
@@ -263,6 +264,7 @@ def _print_scheduler(scheduler: dict[str, Any], *, detailed: bool) -> None:
 # jobs -----------------------------------------------------------------------------------
 @jobs_app.command("list")
 def jobs_list(
+    ctx: typer.Context,
     state: Annotated[str | None, typer.Option(help="scheduled or paused")] = None,
     tag: Annotated[str | None, typer.Option(help="only jobs with this tag")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="at most this many jobs")] = None,
@@ -270,7 +272,7 @@ def jobs_list(
 ) -> None:
     """Jobs with their state, trigger, next run and last run."""
     params = {key: value for key, value in {"state": state, "tag": tag}.items() if value}
-    jobs = list(api().pages("/api/v1/jobs", params, limit))
+    jobs = list(api(ctx).pages("/api/v1/jobs", params, limit))
     if as_json:
         print_json(jobs)
         return
@@ -296,9 +298,9 @@ def jobs_list(
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: str, as_json: JsonOption = False) -> None:
+def jobs_show(ctx: typer.Context, job_id: str, as_json: JsonOption = False) -> None:
     """One job: trigger, options, next and last run, recent success rate and durations."""
-    job = api().request("GET", f"/api/v1/jobs/{job_id}")
+    job = api(ctx).request("GET", f"/api/v1/jobs/{job_id}")
     if as_json:
         print_json(job)
         return
@@ -342,9 +344,9 @@ def jobs_show(job_id: str, as_json: JsonOption = False) -> None:
 
 
 def _submit(
-    method: str, path: str, what: str, wait: float, as_json: bool, body: Any = None
+    client: Api, method: str, path: str, what: str, wait: float, as_json: bool, body: Any = None
 ) -> None:
-    answer = api().request(method, path, params={"wait": wait}, json=body)
+    answer = client.request(method, path, params={"wait": wait}, json=body)
     if as_json:
         print_json(answer)
     state = answer["state"]
@@ -361,46 +363,43 @@ def _submit(
         console.print(
             f"{what}: [yellow]still pending[/] after {wait:g}s (command {answer['command_id']}); "
             "is a scheduler leader running? Follow it at "
-            f"{api().url}{answer['url']}",
+            f"{client.url}{answer['url']}",
             highlight=False,
         )
     raise typer.Exit(EXIT_PENDING)
 
 
-@jobs_app.command("pause")
-def jobs_pause(
-    job_id: str, wait: WaitOption = DEFAULT_WAIT_SECONDS, as_json: JsonOption = False
-) -> None:
-    """Pause a job."""
-    _submit("POST", f"/api/v1/jobs/{job_id}/pause", f"pause {job_id}", wait, as_json)
+#: changes that need nothing but the job's id: (command, HTTP method, path after the id, help)
+JOB_CHANGES = (
+    ("pause", "POST", "/pause", "Pause a job."),
+    ("resume", "POST", "/resume", "Resume a paused job."),
+    ("run", "POST", "/run", "Run a job once now; its regular schedule is unchanged."),
+    ("remove", "DELETE", "", "Remove a job."),
+)
 
 
-@jobs_app.command("resume")
-def jobs_resume(
-    job_id: str, wait: WaitOption = DEFAULT_WAIT_SECONDS, as_json: JsonOption = False
-) -> None:
-    """Resume a paused job."""
-    _submit("POST", f"/api/v1/jobs/{job_id}/resume", f"resume {job_id}", wait, as_json)
+def _add_job_change(name: str, method: str, suffix: str, help_text: str) -> None:
+    """Register ``sundial jobs NAME ID``, which asks the API for that change to the job."""
+
+    def change(
+        ctx: typer.Context,
+        job_id: str,
+        wait: WaitOption = DEFAULT_WAIT_SECONDS,
+        as_json: JsonOption = False,
+    ) -> None:
+        path = f"/api/v1/jobs/{job_id}{suffix}"
+        _submit(api(ctx), method, path, f"{name} {job_id}", wait, as_json)
+
+    jobs_app.command(name, help=help_text)(change)
 
 
-@jobs_app.command("run")
-def jobs_run(
-    job_id: str, wait: WaitOption = DEFAULT_WAIT_SECONDS, as_json: JsonOption = False
-) -> None:
-    """Run a job once now; its regular schedule is unchanged."""
-    _submit("POST", f"/api/v1/jobs/{job_id}/run", f"run {job_id}", wait, as_json)
-
-
-@jobs_app.command("remove")
-def jobs_remove(
-    job_id: str, wait: WaitOption = DEFAULT_WAIT_SECONDS, as_json: JsonOption = False
-) -> None:
-    """Remove a job."""
-    _submit("DELETE", f"/api/v1/jobs/{job_id}", f"remove {job_id}", wait, as_json)
+for job_change in JOB_CHANGES:
+    _add_job_change(*job_change)
 
 
 @jobs_app.command("reschedule")
 def jobs_reschedule(
+    ctx: typer.Context,
     job_id: str,
     cron: Annotated[str | None, typer.Option(help="crontab text, e.g. '0 6 * * *'")] = None,
     every: Annotated[str | None, typer.Option(help="interval, e.g. 15m, 1h30m, 2d")] = None,
@@ -412,6 +411,7 @@ def jobs_reschedule(
     """Give a job a new trigger: exactly one of --cron, --every, --at."""
     trigger = _trigger(cron=cron, every=every, at=at, timezone=timezone)
     _submit(
+        api(ctx),
         "PATCH",
         f"/api/v1/jobs/{job_id}",
         f"reschedule {job_id}",
@@ -439,6 +439,7 @@ def _trigger(*, cron: str | None, every: str | None, at: str | None, timezone: s
 # runs -----------------------------------------------------------------------------------
 @runs_app.command("list")
 def runs_list(
+    ctx: typer.Context,
     job: Annotated[str | None, typer.Option("--job", help="only this job's runs")] = None,
     outcome: Annotated[
         str | None,
@@ -456,7 +457,7 @@ def runs_list(
         for key, value in {"job_id": job, "outcome": outcome, "since": since}.items()
         if value
     }
-    runs = list(api().pages("/api/v1/runs", params, limit))
+    runs = list(api(ctx).pages("/api/v1/runs", params, limit))
     if as_json:
         print_json(runs)
         return

@@ -174,15 +174,20 @@ def change_command(job: JobView, change: ModifyJob) -> Command:
     return Command(kind=CommandKind.MODIFY, job_id=job.id, payload=change.model_dump(mode="json"))
 
 
-async def require_job(backend: Backend, job_id: str) -> JobView:
-    job = await run_in_threadpool(backend.get_job, job_id)
+def require_job(backend: Backend, job_id: str) -> JobView:
+    """The job with this id, or a 404 that names it (blocking)."""
+    job = backend.get_job(job_id)
     if job is None:
         raise not_found("job", job_id)
     return job
 
 
 async def submit(backend: Backend, command: Command, wait: float) -> Command:
-    """Enqueue ``command``; then, for up to ``wait`` seconds, wait for it to finish."""
+    """Enqueue ``command``; then, for up to ``wait`` seconds, wait for it to finish.
+
+    Async so that a waiting request holds a worker thread only while it reads the backend,
+    not for the whole wait: many waiting clients must not starve the other routes.
+    """
     await run_in_threadpool(backend.enqueue_command, command)
     deadline = time.monotonic() + min(wait, MAX_COMMAND_WAIT_SECONDS)
     current = command

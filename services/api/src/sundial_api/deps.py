@@ -1,15 +1,19 @@
-"""Dependencies as ``Annotated`` aliases: settings, backend and the bearer-token check."""
+"""Dependencies as ``Annotated`` aliases: settings, backend, the bearer-token check and
+the query parameters that several routes share."""
 
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sundial.backends import Backend
 from sundial.config import Settings
+from sundial.constants import MAX_COMMAND_WAIT_SECONDS, MAX_PAGE_SIZE
+from sundial.models import Outcome
 from sundial_api.errors import ApiError
 
 _bearer = HTTPBearer(
@@ -57,3 +61,20 @@ def require_token(
 
 
 RequireToken = Annotated[None, Depends(require_token)]
+
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")]
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+Since = Annotated[
+    datetime | None,
+    Query(description="only runs scheduled at or after this time (ISO 8601; UTC if no offset)"),
+]
+OutcomeFilter = Annotated[Outcome | None, Query()]
+Wait = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=MAX_COMMAND_WAIT_SECONDS,
+        description="seconds to wait for the scheduler to apply the command",
+    ),
+]

@@ -1,6 +1,6 @@
 """The API service: ``create_app(settings)`` and the ``sundial-api`` entrypoint.
 
-Run with ``uvicorn sundial_api.main:app --port 8000`` or ``sundial-api``.
+Run with ``sundial-api`` or ``uvicorn --factory sundial_api.main:create_app --port 8000``.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None, *, backend: Backend | None = None) -> FastAPI:
     """The API application; the backend is opened when the app starts, not here.
 
+    Without ``settings`` it reads them from the environment, as under ``uvicorn --factory``.
     ``backend`` replaces the one named by ``settings.backend_url`` (tests); the caller
     keeps ownership and closes it.
     """
@@ -97,9 +98,6 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     for module in (health, jobs, runs, commands, scheduler, events, metrics):
         app.include_router(module.router)
     return app
-
-
-app = create_app()
 
 
 def main() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from sundial_api.commanding import command_out
 from sundial_api.deps import BackendDep
@@ -18,9 +17,8 @@ router = APIRouter(prefix="/api/v1/commands", tags=["commands"], responses=ERROR
     summary="A command's state: pending, applied or rejected (with the reason)",
     responses={404: {"model": ErrorResponse}},
 )
-async def get_command(command_id: str, backend: BackendDep) -> CommandOut:
-    command = await run_in_threadpool(backend.get_command, command_id)
+def get_command(command_id: str, backend: BackendDep) -> CommandOut:
+    command = backend.get_command(command_id)
     if command is None:
         raise not_found("command", command_id)
-    job = await run_in_threadpool(backend.get_job, command.job_id)
-    return command_out(command, job)
+    return command_out(command, backend.get_job(command.job_id))

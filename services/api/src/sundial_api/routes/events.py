@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from sundial_api.deps import BackendDep
 from sundial_api.events import EventFeed, stream
@@ -21,10 +20,11 @@ router = APIRouter(prefix="/api/v1/events", tags=["events"])
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def events(request: Request, backend: BackendDep) -> StreamingResponse:
+def events(request: Request, backend: BackendDep) -> StreamingResponse:
     feed = EventFeed(backend)
-    # prime before answering so that nothing after the client's connect is missed
-    await run_in_threadpool(feed.prime)
+    # prime before answering so that nothing after the client's connect is missed; the
+    # stream itself is async and polls the feed from worker threads
+    feed.prime()
     return StreamingResponse(
         stream(feed, request.is_disconnected),
         media_type="text/event-stream",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from sundial.backends import BackendError
 from sundial.constants import dead_after
@@ -18,6 +17,7 @@ router = APIRouter(prefix="/health", tags=["health"], responses=ERROR_RESPONSES)
 
 @router.get("", summary="The API process is alive")
 async def alive() -> Alive:
+    # async, so that it answers even while every worker thread waits on a slow backend
     return Alive()
 
 
@@ -27,9 +27,9 @@ async def alive() -> Alive:
     responses={503: {"model": ErrorResponse, "description": "backend unreachable"}},
     response_model=Ready,
 )
-async def ready(backend: BackendDep) -> Ready | JSONResponse:
+def ready(backend: BackendDep) -> Ready | JSONResponse:
     try:
-        await run_in_threadpool(backend.ping)
+        backend.ping()
     except BackendError as error:
         return error_response(503, "backend_unavailable", f"backend unreachable: {error}")
     return Ready(backend=backend.kind)
@@ -41,7 +41,5 @@ async def ready(backend: BackendDep) -> Ready | JSONResponse:
     description="Always 200 when the API answers; read `status` (healthy, degraded, "
     "unhealthy) and `problems`.",
 )
-async def detailed(backend: BackendDep, settings: SettingsDep) -> HealthDetailed:
-    return await run_in_threadpool(
-        health_report, backend, dead_after(settings.leader_lease_seconds)
-    )
+def detailed(backend: BackendDep, settings: SettingsDep) -> HealthDetailed:
+    return health_report(backend, dead_after(settings.leader_lease_seconds))

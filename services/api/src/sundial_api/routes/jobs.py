@@ -8,8 +8,7 @@ from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from sundial.backends import Backend
-from sundial.constants import MAX_COMMAND_WAIT_SECONDS
-from sundial.models import AddJob, Command, CommandKind, CommandState, JobState, ModifyJob, Outcome
+from sundial.models import AddJob, Command, CommandKind, CommandState, JobState, ModifyJob
 from sundial_api.commanding import (
     accepted,
     add_command,
@@ -19,9 +18,8 @@ from sundial_api.commanding import (
     submit,
 )
 from sundial_api.cursors import decode_job_cursor, decode_run_cursor
-from sundial_api.deps import BackendDep, RequireToken
+from sundial_api.deps import BackendDep, Cursor, Limit, OutcomeFilter, RequireToken, Since, Wait
 from sundial_api.errors import ApiError
-from sundial_api.routes.runs import Cursor, Limit, Since
 from sundial_api.schemas import (
     ERROR_RESPONSES,
     CommandAccepted,
@@ -35,14 +33,6 @@ from sundial_api.views import job_detail, job_page, run_page, since_utc
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
-Wait = Annotated[
-    float,
-    Query(
-        ge=0,
-        le=MAX_COMMAND_WAIT_SECONDS,
-        description="seconds to wait for the scheduler to apply the command",
-    ),
-]
 COMMAND_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"model": CommandAccepted, "description": "the command finished within ?wait="},
     401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
@@ -56,6 +46,18 @@ COMMAND_DOC = (
     "pending. With `?wait=N` the request waits up to N seconds: 200 if the command was "
     "applied or rejected by then (see `state` and `reason`), else 202."
 )
+#: changes that need nothing but the job's id: (method, path, kind, summary)
+JOB_COMMANDS = (
+    ("POST", "/{job_id}/pause", CommandKind.PAUSE, "Pause a job"),
+    ("POST", "/{job_id}/resume", CommandKind.RESUME, "Resume a paused job"),
+    (
+        "POST",
+        "/{job_id}/run",
+        CommandKind.RUN,
+        "Run a job now, once; its regular schedule is left alone",
+    ),
+    ("DELETE", "/{job_id}", CommandKind.REMOVE, "Remove a job"),
+)
 
 
 async def _respond(
@@ -68,7 +70,7 @@ async def _respond(
 
 
 @router.get("", summary="Jobs in the catalog, by id", responses={400: {"model": ErrorResponse}})
-async def list_jobs(
+def list_jobs(
     backend: BackendDep,
     state: Annotated[JobState | None, Query()] = None,
     tag: Annotated[str | None, Query(description="only jobs with this tag")] = None,
@@ -76,9 +78,7 @@ async def list_jobs(
     cursor: Cursor = None,
 ) -> JobPage:
     after = decode_job_cursor(cursor) if cursor else None
-    return await run_in_threadpool(
-        job_page, backend, state=state, tag=tag, after=after, limit=limit
-    )
+    return job_page(backend, state=state, tag=tag, after=after, limit=limit)
 
 
 @router.get(
@@ -86,9 +86,8 @@ async def list_jobs(
     summary="One job: trigger, next run, last run and recent statistics",
     responses={404: {"model": ErrorResponse}},
 )
-async def get_job(job_id: str, backend: BackendDep) -> JobDetail:
-    job = await require_job(backend, job_id)
-    return await run_in_threadpool(job_detail, backend, job)
+def get_job(job_id: str, backend: BackendDep) -> JobDetail:
+    return job_detail(backend, require_job(backend, job_id))
 
 
 @router.get(
@@ -96,22 +95,24 @@ async def get_job(job_id: str, backend: BackendDep) -> JobDetail:
     summary="A job's runs, newest first",
     responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
 )
-async def list_job_runs(
+def list_job_runs(
     job_id: str,
     backend: BackendDep,
-    outcome: Annotated[Outcome | None, Query()] = None,
+    outcome: OutcomeFilter = None,
     since: Since = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> RunPage:
     before = decode_run_cursor(cursor) if cursor else None
-    await require_job(backend, job_id)
+    require_job(backend, job_id)
     start = since_utc(since)
-    return await run_in_threadpool(
-        run_page, backend, job_id=job_id, outcome=outcome, since=start, before=before, limit=limit
+    return run_page(
+        backend, job_id=job_id, outcome=outcome, since=start, before=before, limit=limit
     )
 
 
+# The change routes stay async because ?wait= polls without holding a worker thread, so
+# their blocking reads go to the thread pool by hand.
 @router.post(
     "",
     status_code=202,
@@ -130,52 +131,6 @@ async def create_job(
     return await _respond(backend, add_command(body.id, spec), wait, response)
 
 
-async def _simple(
-    kind: CommandKind, job_id: str, backend: Backend, wait: float, response: Response
-) -> CommandAccepted:
-    await require_job(backend, job_id)
-    return await _respond(backend, Command(kind=kind, job_id=job_id), wait, response)
-
-
-@router.post(
-    "/{job_id}/pause",
-    status_code=202,
-    summary="Pause a job",
-    description=COMMAND_DOC,
-    responses=COMMAND_RESPONSES,
-)
-async def pause_job(
-    job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
-) -> CommandAccepted:
-    return await _simple(CommandKind.PAUSE, job_id, backend, wait, response)
-
-
-@router.post(
-    "/{job_id}/resume",
-    status_code=202,
-    summary="Resume a paused job",
-    description=COMMAND_DOC,
-    responses=COMMAND_RESPONSES,
-)
-async def resume_job(
-    job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
-) -> CommandAccepted:
-    return await _simple(CommandKind.RESUME, job_id, backend, wait, response)
-
-
-@router.post(
-    "/{job_id}/run",
-    status_code=202,
-    summary="Run a job now, once; its regular schedule is left alone",
-    description=COMMAND_DOC,
-    responses=COMMAND_RESPONSES,
-)
-async def run_job(
-    job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
-) -> CommandAccepted:
-    return await _simple(CommandKind.RUN, job_id, backend, wait, response)
-
-
 @router.patch(
     "/{job_id}",
     status_code=202,
@@ -192,18 +147,31 @@ async def change_job(
     response: Response,
     wait: Wait = 0,
 ) -> CommandAccepted:
-    job = await require_job(backend, job_id)
+    job = await run_in_threadpool(require_job, backend, job_id)
     return await _respond(backend, change_command(job, body), wait, response)
 
 
-@router.delete(
-    "/{job_id}",
-    status_code=202,
-    summary="Remove a job",
-    description=COMMAND_DOC,
-    responses=COMMAND_RESPONSES,
-)
-async def remove_job(
-    job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
-) -> CommandAccepted:
-    return await _simple(CommandKind.REMOVE, job_id, backend, wait, response)
+def _add_job_command(method: str, path: str, kind: CommandKind, summary: str) -> None:
+    """Register the route that queues a ``kind`` command for the job named in the path."""
+
+    async def queue_command(
+        job_id: str, backend: BackendDep, _auth: RequireToken, response: Response, wait: Wait = 0
+    ) -> CommandAccepted:
+        await run_in_threadpool(require_job, backend, job_id)
+        return await _respond(backend, Command(kind=kind, job_id=job_id), wait, response)
+
+    router.add_api_route(
+        path,
+        queue_command,
+        methods=[method],
+        # the name makes the OpenAPI operation id: pause_job, resume_job, run_job, remove_job
+        name=f"{kind.value}_job",
+        status_code=202,
+        summary=summary,
+        description=COMMAND_DOC,
+        responses=COMMAND_RESPONSES,
+    )
+
+
+for job_command in JOB_COMMANDS:
+    _add_job_command(*job_command)

@@ -2,41 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
 
-from sundial.constants import MAX_PAGE_SIZE
-from sundial.models import Outcome
 from sundial_api.cursors import decode_run_cursor
-from sundial_api.deps import BackendDep
+from sundial_api.deps import BackendDep, Cursor, Limit, OutcomeFilter, Since
 from sundial_api.errors import not_found
 from sundial_api.schemas import ERROR_RESPONSES, ErrorResponse, RunOut, RunPage
 from sundial_api.views import run_out, run_page, since_utc
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")]
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
-Since = Annotated[
-    datetime | None,
-    Query(description="only runs scheduled at or after this time (ISO 8601; UTC if no offset)"),
-]
-
 
 @router.get("", summary="Runs, newest first", responses={400: {"model": ErrorResponse}})
-async def list_runs(
+def list_runs(
     backend: BackendDep,
     job_id: Annotated[str | None, Query(description="only this job's runs")] = None,
-    outcome: Annotated[Outcome | None, Query()] = None,
+    outcome: OutcomeFilter = None,
     since: Since = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> RunPage:
-    return await run_in_threadpool(
-        run_page,
+    return run_page(
         backend,
         job_id=job_id,
         outcome=outcome,
@@ -47,8 +35,8 @@ async def list_runs(
 
 
 @router.get("/{run_id}", summary="One run", responses={404: {"model": ErrorResponse}})
-async def get_run(run_id: str, backend: BackendDep) -> RunOut:
-    run = await run_in_threadpool(backend.get_run, run_id)
+def get_run(run_id: str, backend: BackendDep) -> RunOut:
+    run = backend.get_run(run_id)
     if run is None:
         raise not_found("run", run_id)
     return run_out(run)

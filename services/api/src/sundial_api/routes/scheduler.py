@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from sundial.constants import dead_after
 from sundial_api.deps import BackendDep, SettingsDep
@@ -16,6 +15,6 @@ router = APIRouter(prefix="/api/v1/scheduler", tags=["scheduler"], responses=ERR
 
 
 @router.get("", summary="Scheduler instances, the live leader and heartbeat ages")
-async def get_scheduler(backend: BackendDep, settings: SettingsDep) -> SchedulerStatus:
-    instances = await run_in_threadpool(backend.list_instances)
+def get_scheduler(backend: BackendDep, settings: SettingsDep) -> SchedulerStatus:
+    instances = backend.list_instances()
     return scheduler_status(instances, datetime.now(UTC), dead_after(settings.leader_lease_seconds))
