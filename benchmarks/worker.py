@@ -232,7 +232,7 @@ async def sundial_memory(url: str) -> dict[str, Any]:
     await asyncio.to_thread(scheduler.writer.flush, START_SECONDS)
     settled_s = time.monotonic() - begun
     await asyncio.sleep(SETTLE_SECONDS)
-    return {"jobs": len(scheduler.views()), "ready_s": ready_s, "settled_s": settled_s} | {
+    return {"jobs": len(scheduler.catalog.views()), "ready_s": ready_s, "settled_s": settled_s} | {
         "steady": memory_kib()
     }
 

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.job import Job
-from apscheduler.jobstores.base import BaseJobStore
-from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from fakes import FakeJobStore
 from scheduler_harness import wait_for
 
+from sundial.backends.jobstore import JobStore
 from sundial.config import JobDefaults
 from sundial_scheduler.engine import GuardedScheduler, SundialExecutor, TrackingJobStore
 
@@ -36,8 +36,8 @@ def copy_job(job: Job) -> Job:
     return copy
 
 
-class FailingStore(MemoryJobStore):  # type: ignore[misc]
-    """A memory store whose first ``failures`` update_job calls raise, like a dropped DB."""
+class FailingStore(FakeJobStore):
+    """A memory store whose first ``failures`` writes raise, like a dropped DB."""
 
     def __init__(self, failures: int) -> None:
         super().__init__()
@@ -72,7 +72,7 @@ class OrderedExecutor(SundialExecutor):
 class OrderedStore(TrackingJobStore):
     """Notes each store write in a log shared with :class:`OrderedExecutor`."""
 
-    def __init__(self, calls: list[Call], inner: MemoryJobStore, recorder: Recorder) -> None:
+    def __init__(self, calls: list[Call], inner: FakeJobStore, recorder: Recorder) -> None:
         super().__init__(inner, recorder.on_change, recorder.errors.append)
         self.calls = calls
 
@@ -121,7 +121,7 @@ def engines() -> Iterator[list[GuardedScheduler]]:
 
 def build_engine(
     recorder: Recorder,
-    inner: BaseJobStore,
+    inner: JobStore,
     engines: list[GuardedScheduler],
     *,
     executor: SundialExecutor | None = None,
@@ -196,7 +196,7 @@ async def test_does_not_process_jobs_while_it_may_not_run(
     recorder: Recorder, engines: list[GuardedScheduler]
 ) -> None:
     recorder.leading = False
-    engine = build_engine(recorder, MemoryJobStore(), engines, jobstore_retry_interval=0.1)
+    engine = build_engine(recorder, FakeJobStore(), engines, jobstore_retry_interval=0.1)
     engine.start()
     add_tick(engine)
 
@@ -213,7 +213,7 @@ async def test_does_not_process_jobs_while_it_may_not_run(
 async def test_submissions_carry_their_fire_times(
     recorder: Recorder, engines: list[GuardedScheduler]
 ) -> None:
-    engine = build_engine(recorder, MemoryJobStore(), engines)
+    engine = build_engine(recorder, FakeJobStore(), engines)
     engine.start()
     first_fire = add_tick(engine).next_run_time
 
@@ -227,7 +227,7 @@ async def test_submissions_carry_their_fire_times(
 async def test_tracking_store_reports_next_run_changes(
     recorder: Recorder, engines: list[GuardedScheduler]
 ) -> None:
-    engine = build_engine(recorder, MemoryJobStore(), engines)
+    engine = build_engine(recorder, FakeJobStore(), engines)
     engine.start()
     first_fire = add_tick(engine).next_run_time
 
@@ -250,7 +250,7 @@ async def test_submits_every_due_job_before_one_batched_write(
     loop = asyncio.get_running_loop()
     engine = build_engine(
         recorder,
-        OrderedStore(calls, MemoryJobStore(), recorder),
+        OrderedStore(calls, FakeJobStore(), recorder),
         engines,
         executor=OrderedExecutor(calls, loop, recorder.submit),
     )
@@ -288,7 +288,7 @@ async def test_reports_a_job_over_its_max_instances(
 
     engine = build_engine(
         recorder,
-        MemoryJobStore(),
+        FakeJobStore(),
         engines,
         executor=SundialExecutor(asyncio.get_running_loop(), stuck),
     )

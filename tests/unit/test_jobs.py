@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from sundial.jobs import (
     Registry,
     at,
     cron,
+    define_job,
     every,
     func_ref,
     parse_duration,
@@ -209,6 +211,75 @@ def test_registering_the_same_function_again_replaces_the_definition() -> None:
     registry.job(every(minutes=10), id="sync")(sync_inventory)
 
     assert registry.jobs["sync"].trigger == IntervalSpec(seconds=600)
+
+
+# -- registries built from job modules ---------------------------------------------------
+JOB_MODULE = """
+from sundial import every, job, task
+
+
+@job(every(minutes=5), id="sync", tags=("inventory",))
+@job(every(hours=1), id="sync_hourly")
+async def sync() -> None: ...
+
+
+@task
+def send_digest(recipient: str) -> None: ...
+
+
+def helper() -> None: ...
+"""
+
+
+def write_module(folder: Path, name: str, source: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    (folder / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(folder))
+    return name
+
+
+def test_a_registry_takes_the_jobs_and_tasks_a_module_marks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = write_module(tmp_path, "team_jobs", JOB_MODULE, monkeypatch)
+
+    registry = Registry()
+    registry.include(name)
+
+    assert sorted(registry.jobs) == ["sync", "sync_hourly"]
+    assert registry.jobs["sync"].options.tags == ("inventory",)
+    assert sorted(registry.functions) == ["team_jobs:send_digest", "team_jobs:sync"]
+
+
+def test_registries_are_independent_of_each_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = write_module(tmp_path, "shared_jobs", JOB_MODULE, monkeypatch)
+    first, second = Registry(), Registry()
+    first.include(name)
+
+    first.add(define_job(other_function, every(minutes=1), id="extra"))
+
+    assert second.jobs == {}
+    second.include(name)
+    assert "extra" not in second.jobs
+
+
+def test_two_functions_claiming_one_id_in_modules_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = JOB_MODULE + '\n@job(every(minutes=1), id="sync")\ndef other() -> None: ...\n'
+    name = write_module(tmp_path, "clashing_jobs", source, monkeypatch)
+
+    with pytest.raises(JobDefinitionError, match="job 'sync': id already used by"):
+        Registry().include(name)
+
+
+def test_the_example_jobs_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = Registry()
+    registry.include("sundial_scheduler.jobs.examples")
+
+    assert {"daily_reports", "sync_inventory", "flaky_export"} <= set(registry.jobs)
+    assert "sundial_scheduler.jobs.examples:send_digest" in registry.functions
 
 
 # -- durations --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from sundial.timezones import check_timezone
 
 DEFAULT_BACKEND_URL = "sqlite:///./var/sundial.db"
-DEFAULT_JOB_MODULES = ("sundial_scheduler.jobs.examples",)
+DEFAULT_JOB_MODULES: tuple[str, ...] = ()
 SUPPORTED_SCHEMES = ("postgresql+psycopg://", "postgresql://", "redis://", "rediss://", "sqlite://")
 PLACEHOLDER_TOKENS = frozenset({"changeme", "change-me", "secret", "token", "xxx"})
 MIN_TOKEN_LENGTH = 16

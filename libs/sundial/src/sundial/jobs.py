@@ -1,13 +1,14 @@
 """The job-authoring surface: ``@job``, ``@task``, ``cron()``, ``every()``, ``at()``.
 
-Decorating a function registers it; the scheduler imports the modules listed in
-``SUNDIAL_JOB_MODULES`` and schedules what they registered. Invalid definitions fail at
-import time with an error that names the job.
+Decorating a function marks it; a scheduler imports the modules listed in
+``SUNDIAL_JOB_MODULES`` and builds its :class:`Registry` from the marked functions it
+finds there. Invalid definitions fail at import time with an error that names the job.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import json
 import re
@@ -147,64 +148,42 @@ class JobDefinition:
 
 
 class Registry:
-    """Jobs and callable tasks registered by decorators, keyed by id and by function ref."""
+    """Jobs and callable tasks, keyed by id and by function ref.
+
+    Each scheduler builds its own, :meth:`include`-ing its job modules: it takes the
+    functions that ``@job`` and ``@task`` marked there. Tests register into one directly.
+    """
 
     def __init__(self) -> None:
         self.jobs: dict[str, JobDefinition] = {}
         self.functions: dict[str, Callable[..., Any]] = {}
 
-    def job(
-        self,
-        trigger: Spec,
-        *,
-        id: str | None = None,
-        name: str | None = None,
-        timeout: float | str | timedelta | None = None,
-        retries: int = 0,
-        retry_backoff: float | str | timedelta = 0,
-        max_instances: int | None = None,
-        coalesce: bool | None = None,
-        misfire_grace_time: float | str | timedelta | None = None,
-        critical: bool = False,
-        description: str | None = None,
-        tags: Iterable[str] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        secret_kwargs: Iterable[str] = (),
-        unique_per: str | None = None,
-        requires: Iterable[str] = (),
-        requires_within: float | str | timedelta | None = None,
-    ) -> Callable[[F], F]:
-        """Register a function as a scheduled job (see SPEC §2 for the options)."""
+    def include(self, module_name: str) -> None:
+        """Import a module and register the jobs and tasks its functions are marked with.
+
+        Raises ImportError for a module that cannot be imported and JobDefinitionError
+        for one whose jobs cannot be scheduled (two functions claiming one id, say).
+        """
+        module = importlib.import_module(module_name)
+        for value in list(vars(module).values()):
+            for definition in getattr(value, _JOBS_MARK, ()):
+                self.add(definition)
+            if getattr(value, _TASK_MARK, False):
+                self.functions[func_ref(value)] = value
+
+    def add(self, definition: JobDefinition) -> None:
+        """Register one job; its id must not be taken by another function."""
+        taken = self.jobs.get(definition.id)
+        if taken is not None and taken.func_ref != definition.func_ref:
+            raise JobDefinitionError(f"job {definition.id!r}: id already used by {taken.func_ref}")
+        self.jobs[definition.id] = definition
+        self.functions[definition.func_ref] = definition.func
+
+    def job(self, trigger: Spec, **options: Any) -> Callable[[F], F]:
+        """Register a function as a scheduled job here (the options of :func:`job`)."""
 
         def decorate(func: F) -> F:
-            job_id = id or func.__name__
-            try:
-                definition = self._define(
-                    job_id,
-                    func,
-                    trigger,
-                    name=name or job_id.replace("_", " ").capitalize(),
-                    options={
-                        "timeout_seconds": parse_duration(timeout),
-                        "retries": retries,
-                        "retry_backoff_seconds": parse_duration(retry_backoff),
-                        "max_instances": max_instances,
-                        "coalesce": coalesce,
-                        "misfire_grace_time": _whole_seconds(parse_duration(misfire_grace_time)),
-                        "critical": critical,
-                        "description": description or inspect.getdoc(func) or "",
-                        "tags": tuple(tags),
-                        "secret_kwargs": tuple(secret_kwargs),
-                        "unique_per": unique_per,
-                        "requires": tuple(requires),
-                        "requires_within_seconds": parse_duration(requires_within),
-                    },
-                    kwargs=dict(kwargs or {}),
-                )
-            except (ValueError, TypeError, ValidationError) as error:
-                raise JobDefinitionError(f"job {job_id!r}: {_reason(error)}") from None
-            self.jobs[job_id] = definition
-            self.functions[definition.func_ref] = func
+            self.add(define_job(func, trigger, **options))
             return func
 
         return decorate
@@ -214,40 +193,121 @@ class Registry:
         self.functions[func_ref(func)] = func
         return func
 
-    def _define(
-        self,
-        job_id: str,
-        func: Callable[..., Any],
-        trigger: Spec,
-        *,
-        name: str,
-        options: dict[str, Any],
-        kwargs: dict[str, Any],
-    ) -> JobDefinition:
-        if not JOB_ID_PATTERN.match(job_id):
-            raise ValueError(
-                "ids are 1-200 letters, digits, '_', '-', '.', ':' and start with a letter or digit"
-            )
-        if job_id in self.jobs and self.jobs[job_id].func_ref != func_ref(func):
-            raise ValueError(f"id already used by {self.jobs[job_id].func_ref}")
-        if not isinstance(trigger, CronSpec | IntervalSpec | DateSpec):
-            raise TypeError("trigger must come from cron(), every() or at()")
-        trigger = type(trigger).model_validate(dict(trigger))
-        if "<locals>" in func.__qualname__ or "<lambda>" in func.__qualname__:
-            raise ValueError("job functions must be module-level so the scheduler can import them")
-        if options["unique_per"] not in (None, *UNIQUE_PERIODS):
-            raise ValueError(f"unique_per must be one of {UNIQUE_PERIODS}")
-        if options["requires"] and options["requires_within_seconds"] is None:
-            raise ValueError("requires= needs requires_within= (e.g. '1d')")
-        inspect.signature(func).bind(**kwargs)
-        return JobDefinition(
-            id=job_id,
-            name=name,
-            func=func,
-            trigger=trigger,
-            options=JobOptions(**options),
-            kwargs=kwargs,
+
+# The marks ``@job`` and ``@task`` leave on a function for Registry.from_modules to read.
+_JOBS_MARK = "__sundial_jobs__"
+_TASK_MARK = "__sundial_task__"
+
+
+def define_job(
+    func: Callable[..., Any],
+    trigger: Spec,
+    *,
+    id: str | None = None,
+    name: str | None = None,
+    timeout: float | str | timedelta | None = None,
+    retries: int = 0,
+    retry_backoff: float | str | timedelta = 0,
+    max_instances: int | None = None,
+    coalesce: bool | None = None,
+    misfire_grace_time: float | str | timedelta | None = None,
+    critical: bool = False,
+    description: str | None = None,
+    tags: Iterable[str] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    secret_kwargs: Iterable[str] = (),
+    unique_per: str | None = None,
+    requires: Iterable[str] = (),
+    requires_within: float | str | timedelta | None = None,
+) -> JobDefinition:
+    """The definition of a scheduled job; JobDefinitionError names the job if invalid."""
+    job_id = id or func.__name__
+    try:
+        return _define(
+            job_id,
+            func,
+            trigger,
+            name=name or job_id.replace("_", " ").capitalize(),
+            options={
+                "timeout_seconds": parse_duration(timeout),
+                "retries": retries,
+                "retry_backoff_seconds": parse_duration(retry_backoff),
+                "max_instances": max_instances,
+                "coalesce": coalesce,
+                "misfire_grace_time": _whole_seconds(parse_duration(misfire_grace_time)),
+                "critical": critical,
+                "description": description or inspect.getdoc(func) or "",
+                "tags": tuple(tags),
+                "secret_kwargs": tuple(secret_kwargs),
+                "unique_per": unique_per,
+                "requires": tuple(requires),
+                "requires_within_seconds": parse_duration(requires_within),
+            },
+            kwargs=dict(kwargs or {}),
         )
+    except (ValueError, TypeError, ValidationError) as error:
+        raise JobDefinitionError(f"job {job_id!r}: {_reason(error)}") from None
+
+
+def job(trigger: Spec, **options: Any) -> Callable[[F], F]:
+    """Make a function a scheduled job.
+
+    Options: ``id`` (default: the function's name), ``name``, ``timeout``, ``retries``,
+    ``retry_backoff``, ``max_instances``, ``coalesce``, ``misfire_grace_time``,
+    ``critical``, ``description`` (default: the docstring), ``tags``, ``kwargs``,
+    ``secret_kwargs``, ``unique_per`` (``"hour"`` or ``"day"``), ``requires`` and
+    ``requires_within``; durations as seconds, text (``"15m"``) or timedelta. The
+    definition is checked here, so a module with an invalid job fails to import with an
+    error that names it; the scheduler schedules it once it imports the module (it is
+    listed in ``SUNDIAL_JOB_MODULES``). Several ``@job`` on one function give it several
+    schedules, each with its own id.
+    """
+
+    def decorate(func: F) -> F:
+        definition = define_job(func, trigger, **options)
+        setattr(func, _JOBS_MARK, (*getattr(func, _JOBS_MARK, ()), definition))
+        return func
+
+    return decorate
+
+
+def task(func: F) -> F:
+    """Make a function one that the API may schedule (``POST /api/v1/jobs``)."""
+    setattr(func, _TASK_MARK, True)
+    return func
+
+
+def _define(
+    job_id: str,
+    func: Callable[..., Any],
+    trigger: Spec,
+    *,
+    name: str,
+    options: dict[str, Any],
+    kwargs: dict[str, Any],
+) -> JobDefinition:
+    if not JOB_ID_PATTERN.match(job_id):
+        raise ValueError(
+            "ids are 1-200 letters, digits, '_', '-', '.', ':' and start with a letter or digit"
+        )
+    if not isinstance(trigger, CronSpec | IntervalSpec | DateSpec):
+        raise TypeError("trigger must come from cron(), every() or at()")
+    trigger = type(trigger).model_validate(dict(trigger))
+    if "<locals>" in func.__qualname__ or "<lambda>" in func.__qualname__:
+        raise ValueError("job functions must be module-level so the scheduler can import them")
+    if options["unique_per"] not in (None, *UNIQUE_PERIODS):
+        raise ValueError(f"unique_per must be one of {UNIQUE_PERIODS}")
+    if options["requires"] and options["requires_within_seconds"] is None:
+        raise ValueError("requires= needs requires_within= (e.g. '1d')")
+    inspect.signature(func).bind(**kwargs)
+    return JobDefinition(
+        id=job_id,
+        name=name,
+        func=func,
+        trigger=trigger,
+        options=JobOptions(**options),
+        kwargs=kwargs,
+    )
 
 
 def _whole_seconds(value: float | None) -> int | None:
@@ -261,8 +321,3 @@ def _reason(error: Exception) -> str:
         message = first["msg"].removeprefix("Value error, ")
         return f"{where}: {message}" if where else message
     return str(error)
-
-
-default_registry = Registry()
-job = default_registry.job
-task = default_registry.task

@@ -1,10 +1,31 @@
-"""The scheduler's Prometheus metrics (SPEC §7), registered on a registry passed in."""
+"""The scheduler's Prometheus metrics, registered on a registry passed in.
+
+Every metric is described for operators in ``docs/metrics.md``.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from sundial.models import FINAL_OUTCOMES, JobState, JobView, Outcome, Run
+
+
+def process_registry() -> CollectorRegistry:
+    """A registry with the ``process_*`` metrics that the memory and restart alerts use."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
 
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200)
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

@@ -5,10 +5,12 @@
   when this instance cannot prove it leads, survives a failing store call (APScheduler 3
   lets an exception from ``update_job`` end its scheduling loop for good), and submits
   every due job before it stores their next run times in one batched write.
-- :class:`TrackingJobStore` wraps the real store and reports every next-run-time change,
-  which keeps the JSON catalog and the metrics in step without reading the store back.
+- :class:`TrackingJobStore` wraps the backend's store and reports every next-run-time
+  change, which keeps the JSON catalog and the metrics in step without reading the
+  store back.
 - :class:`SundialExecutor` hands each due job, with its fire times, to the runner on the
   event loop (APScheduler's own executors drop the fire times).
+- :func:`engine_options` says which of a job's options APScheduler enforces itself.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLook
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_PAUSED
 
-from sundial_scheduler.stores import update_jobs
+from sundial.backends.jobstore import JobStore
+from sundial.models import JobOptions
 
 log = structlog.get_logger("sundial.engine")
 
@@ -61,7 +64,7 @@ class GuardedScheduler(BackgroundScheduler):  # type: ignore[misc]
         APScheduler stores each job right after submitting it, so the k-th due job waits
         for k-1 store round trips (a transaction each) before it starts, and a wakeup's
         lag grows with the number of jobs due. This wakeup submits every due job first
-        and then writes them all in one batched write per store (:mod:`.stores`).
+        and then writes them all in one batched write per store (``update_jobs``).
 
         Exactly-once does not depend on that write: should it fail after the jobs were
         submitted, the store still holds the old next run times and the next wakeup fires
@@ -96,7 +99,7 @@ class GuardedScheduler(BackgroundScheduler):  # type: ignore[misc]
         return min(max(wait, 0.0), TIMEOUT_MAX)
 
     def _process_store(
-        self, alias: str, store: BaseJobStore, now: datetime, events: list[JobSubmissionEvent]
+        self, alias: str, store: TrackingJobStore, now: datetime, events: list[JobSubmissionEvent]
     ) -> datetime | None:
         """Fire one store's due jobs and write them back; return when it is next due."""
         retry = now + timedelta(seconds=self.jobstore_retry_interval)
@@ -107,7 +110,7 @@ class GuardedScheduler(BackgroundScheduler):  # type: ignore[misc]
             return retry
         changed, finished = self._submit_due(alias, due, now, events)
         try:
-            _store_jobs(store, changed)
+            store.update_jobs(changed)
             for job_id in finished:
                 self.remove_job(job_id, alias)
             next_run: datetime | None = store.get_next_run_time()
@@ -164,19 +167,11 @@ def _submit(
     return JobSubmissionEvent(EVENT_JOB_SUBMITTED, job.id, alias, run_times)
 
 
-def _store_jobs(store: BaseJobStore, jobs: Sequence[Job]) -> None:
-    """One batched write; through a :class:`TrackingJobStore` so the changes are reported."""
-    if isinstance(store, TrackingJobStore):
-        store.update_jobs(jobs)
-    else:
-        update_jobs(store, jobs)
-
-
 class TrackingJobStore(BaseJobStore):  # type: ignore[misc]
-    """Delegates to a real job store and reports next-run-time changes and errors."""
+    """Delegates to a backend's job store and reports next-run-time changes and errors."""
 
     def __init__(
-        self, inner: BaseJobStore, on_change: JobChange, on_error: Callable[[str], None]
+        self, inner: JobStore, on_change: JobChange, on_error: Callable[[str], None]
     ) -> None:
         super().__init__()
         self._inner = inner
@@ -191,11 +186,8 @@ class TrackingJobStore(BaseJobStore):  # type: ignore[misc]
         self._inner.shutdown()
 
     def _call(self, operation: str, *args: Any) -> Any:
-        return self._guarded(operation, getattr(self._inner, operation), *args)
-
-    def _guarded(self, operation: str, function: Callable[..., Any], *args: Any) -> Any:
         try:
-            return function(*args)
+            return getattr(self._inner, operation)(*args)
         except (ConflictingIdError, JobLookupError):
             raise  # answers, not failures: APScheduler relies on them (replace_existing)
         except Exception as error:
@@ -225,8 +217,10 @@ class TrackingJobStore(BaseJobStore):  # type: ignore[misc]
         self._on_change(job.id, job.next_run_time, False)
 
     def update_jobs(self, jobs: Sequence[Job]) -> None:
-        """Store many jobs' changes in one batched write (see :mod:`.stores`)."""
-        self._guarded("update_jobs", update_jobs, self._inner, jobs)
+        """Store many jobs' changes in one batched write."""
+        if not jobs:
+            return
+        self._call("update_jobs", jobs)
         for job in jobs:
             self._on_change(job.id, job.next_run_time, False)
 
@@ -258,3 +252,9 @@ class SundialExecutor(BaseExecutor):  # type: ignore[misc]
             self._run_job_success(job.id, [])
 
         future.add_done_callback(done)
+
+
+def engine_options(options: JobOptions) -> dict[str, Any]:
+    """The JobOptions that APScheduler itself enforces, where set."""
+    fields = ("max_instances", "coalesce", "misfire_grace_time")
+    return {name: getattr(options, name) for name in fields if getattr(options, name) is not None}

@@ -1,7 +1,8 @@
-"""The scheduler process: leadership, the APScheduler engine, commands, shutdown.
+"""The scheduler process: its parts wired together, its ticks, and its shutdown.
 
-Every instance heartbeats. The one holding the leader lock runs an APScheduler
-instance on the shared job store; the others stand by and take over when the lock frees.
+Every instance heartbeats. The one holding the leader lock runs a :class:`LeaderTerm`
+(APScheduler on the shared job store, and the command loop); the others stand by and
+take over when the lock frees.
 """
 
 from __future__ import annotations
@@ -10,52 +11,38 @@ import asyncio
 import os
 import signal
 import socket
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 import structlog
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
-from apscheduler.job import Job
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry
 
 from sundial import __version__
 from sundial.backends import Backend, BackendError, open_backend
 from sundial.config import Settings
-from sundial.constants import dead_after, heartbeat_interval
-from sundial.jobs import JobDefinition, Registry, default_registry
-from sundial.metrics import SchedulerMetrics
-from sundial.models import (
-    Instance,
-    InstanceRole,
-    JobSource,
-    JobState,
-    JobView,
-    Outcome,
-    utcnow,
-)
-from sundial_scheduler.commands import CommandApplier, engine_options
-from sundial_scheduler.engine import GuardedScheduler, SundialExecutor, TrackingJobStore
+from sundial.jobs import Registry
+from sundial.metrics import SchedulerMetrics, process_registry
+from sundial.models import InstanceRole, utcnow
+from sundial_scheduler.catalog import Catalog
 from sundial_scheduler.http import HealthServer
-from sundial_scheduler.jobs.maintenance import register_maintenance
-from sundial_scheduler.runner import Invocation, Runner
+from sundial_scheduler.jobs.maintenance import with_maintenance
+from sundial_scheduler.leadership import Change, Leadership
+from sundial_scheduler.presence import Presence
+from sundial_scheduler.runner import Runner
+from sundial_scheduler.term import LeaderTerm
 from sundial_scheduler.writer import BackendWriter
 
 log = structlog.get_logger("sundial.scheduler")
 T = TypeVar("T")
 
 IO_THREADS = 4
-COMMAND_BATCH = 100
-COMMAND_WAIT_SECONDS = 1.0
 SETUP_RETRY_MAX_SECONDS = 10.0
 WRITER_FLUSH_SECONDS = 10.0
+#: the leader sweeps for runs of dead instances every this many ticks
 ORPHAN_SWEEP_TICKS = 5
 
 
@@ -66,28 +53,36 @@ class SundialScheduler:
         self,
         settings: Settings,
         *,
-        registry: Registry = default_registry,
+        registry: Registry,
         backend: Backend | None = None,
         metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
-        self.registry = registry
-        register_maintenance(registry, settings.run_retention_days)
+        self.registry = with_maintenance(registry, settings.run_retention_days)
         self.instance_id = settings.instance_id or (
             f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         )
         self.backend = backend or open_backend(settings.backend_url)
-        self.metrics_registry = metrics_registry or _process_registry()
+        self.metrics_registry = metrics_registry or process_registry()
         self.metrics = SchedulerMetrics(
             self.metrics_registry, instance_id=self.instance_id, backend=self.backend.kind
         )
         self.metrics.set_version(__version__)
-        self.started_at = utcnow()
         self._lease = settings.leader_lease_seconds
-        self._tick = heartbeat_interval(self._lease)
         self._job_pool = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="sundial-job")
         self._io_pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="sundial-io")
+        self.leadership = Leadership(
+            self.backend, instance_id=self.instance_id, lease_seconds=self._lease, io=self._io
+        )
+        self.presence = Presence(
+            self.backend,
+            instance_id=self.instance_id,
+            started_at=utcnow(),
+            lease_seconds=self._lease,
+            io=self._io,
+        )
         self.writer = BackendWriter(self.backend, self.metrics.backend_error)
+        self.catalog = Catalog(self.backend, self.writer, self.metrics)
         self.runner = Runner(
             backend=self.backend,
             writer=self.writer,
@@ -95,62 +90,28 @@ class SundialScheduler:
             instance_id=self.instance_id,
             job_pool=self._job_pool,
             io_pool=self._io_pool,
-            may_run=self.may_run,
+            may_run=self.leadership.may_run,
         )
-        self._commands = CommandApplier(self)
-        self._views: dict[str, JobView] = {}
-        self._views_lock = threading.Lock()
-        self._engine: GuardedScheduler | None = None
-        self._command_stop = threading.Event()
-        self._command_thread: threading.Thread | None = None
-        self._leading = False
-        self._lease_until = 0.0
+        self._term: LeaderTerm | None = None
+        self._promotion: asyncio.Task[None] | None = None
         self._ready = False
         self._last_tick = time.monotonic()
         self._ticks = 0
-        # Bumped on every promotion and demotion: a start-up that finds it changed
-        # belongs to a leadership that has ended, and discards its engine.
-        self._generation = 0
-        self._promotion: asyncio.Task[None] | None = None
-        # An instance is taken for dead once its heartbeat is this old...
-        self._silence = dead_after(self._lease)
-        # ...but only by an instance that has itself reached the backend for that long
-        # (monotonic start of the current streak of good ticks; None while failing):
-        # after an outage every heartbeat is old, the live instances' included.
-        self._reachable_since: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self.http: HealthServer | None = None
 
-    # -- state shared with the runner, commands and health checks ----------------------
-    def may_run(self) -> bool:
-        """True while this instance holds a lease it has renewed recently (fencing)."""
-        return self._leading and time.monotonic() < self._lease_until
-
+    # -- what others may ask ---------------------------------------------------------------
     @property
     def scheduling(self) -> bool:
         """True once this instance leads and its engine has taken over the job store."""
-        return self._engine is not None and self.may_run()
+        return self._term is not None and self._term.running and self.leadership.may_run()
 
     @property
     def role(self) -> InstanceRole:
-        return InstanceRole.LEADER if self._leading else InstanceRole.STANDBY
+        return InstanceRole.LEADER if self.leadership.leading else InstanceRole.STANDBY
 
-    @property
-    def engine(self) -> GuardedScheduler:
-        if self._engine is None:
-            raise RuntimeError("this instance is not the leader")
-        return self._engine
-
-    def view(self, job_id: str) -> JobView | None:
-        with self._views_lock:
-            return self._views.get(job_id)
-
-    def views(self) -> list[JobView]:
-        with self._views_lock:
-            return list(self._views.values())
-
-    # -- process lifecycle --------------------------------------------------------------
+    # -- process lifecycle -----------------------------------------------------------------
     def request_stop(self) -> None:
         if self._stop is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
@@ -202,125 +163,117 @@ class SundialScheduler:
         while not self._stop.is_set():
             await self._leadership_tick()
             self._last_tick = time.monotonic()
-            await self._sleep(self._tick)
+            await self._sleep(self.presence.tick_seconds)
 
     async def _leadership_tick(self) -> None:
         started = time.monotonic()
         try:
-            if self._leading:
-                if await self._io(self.backend.renew_leadership, self.instance_id, self._lease):
-                    self._lease_until = started + self._lease
-                else:
-                    await self._demote("lost the leader lock")
-            elif await self._io(self.backend.acquire_leadership, self.instance_id, self._lease):
-                self._lease_until = started + self._lease
-                self._begin_promotion()
-            await self._io(self.backend.heartbeat, self._instance(self.role))
+            change = await self.leadership.step()
+            if change is Change.PROMOTED:
+                self._begin_term()
+            elif change is Change.DEMOTED:
+                self._end_term("lost the leader lock")
+            await self.presence.heartbeat(self.role)
             self._ticks += 1
-            if self._leading and self._ticks % ORPHAN_SWEEP_TICKS == 0:
-                await self._interrupt_orphans()
+            if self.leadership.leading and self._ticks % ORPHAN_SWEEP_TICKS == 0:
+                await self.presence.interrupt_orphans()
         except Exception as error:
             if not isinstance(error, BackendError | TimeoutError):
                 log.exception("leadership.failed")
             self._ready = False
-            self._reachable_since = None
+            self.presence.lost()
             self.metrics.backend_error("leadership")
             log.warning("backend.unreachable", error=str(error) or type(error).__name__)
-            if self._leading and time.monotonic() >= self._lease_until:
-                await self._demote("lease expired while the backend was unreachable")
+            if self.leadership.lapsed():
+                self.leadership.step_down()
+                self._end_term("lease expired while the backend was unreachable")
             return
         self._ready = True
-        if self._reachable_since is None:
-            self._reachable_since = started
+        self.presence.reached(started)
         self.metrics.backend_ok(True)
         self.metrics.heartbeat.set(time.time())
-        if self._leading:
-            self.metrics.set_job_counts(Counter(view.state for view in self.views()))
+        if self.leadership.leading:
+            self.metrics.set_job_counts(Counter(view.state for view in self.catalog.views()))
 
-    async def _interrupt_orphans(self) -> None:
-        """Mark runs of instances whose heartbeat stopped as interrupted."""
-        since = self._reachable_since
-        if since is None or time.monotonic() - since < self._silence:
-            return  # the others may not have had the chance to heartbeat yet
-        cutoff = utcnow() - timedelta(seconds=self._silence)
-        instances = await self._io(self.backend.list_instances)
-        live = {i.id for i in instances if i.last_seen >= cutoff} | {self.instance_id}
-        interrupted = await self._io(self.backend.interrupt_orphaned_runs, live)
-        if interrupted:
-            log.warning("runs.interrupted", count=interrupted, reason="their instance stopped")
-
-    def _begin_promotion(self) -> None:
-        """Lead: start the engine in the background while the ticks keep renewing the lease.
+    # -- terms -------------------------------------------------------------------------------
+    def _begin_term(self) -> None:
+        """Lead: start the term in the background while the ticks keep renewing the lease.
 
         Starting on a store of many jobs takes a while; the lease must not lapse meanwhile.
         """
         log.info("leader.promoted", instance=self.instance_id)
-        self._leading = True
-        self._generation += 1
         self.metrics.set_leader(True)
-        self._promotion = asyncio.create_task(self._promote(self._generation))
+        self._promotion = asyncio.create_task(
+            self._start_term(self.leadership.term, self._promotion)
+        )
 
-    async def _promote(self, generation: int) -> None:
+    async def _start_term(self, number: int, previous: asyncio.Task[None] | None) -> None:
+        """Build, publish and resume the term ``number``, unless it ends first.
+
+        Terms start one after another: a start-up that outlived its term is done
+        (and has cleaned up after itself) before the next one touches the catalog.
+        """
+        assert self._loop is not None
+        if previous is not None:
+            await previous
+        term = LeaderTerm(
+            settings=self.settings,
+            backend=self.backend,
+            registry=self.registry,
+            catalog=self.catalog,
+            runner=self.runner,
+            metrics=self.metrics,
+            may_run=self.leadership.may_run,
+            loop=self._loop,
+        )
         try:
-            await self._interrupt_orphans()
-            engine, synced = await self._loop_run(self._prepare_engine)
+            await self.presence.interrupt_orphans()
+            await self._loop_run(term.prepare)
+            if self.leadership.in_term(number):
+                await self._loop_run(term.publish)
         except Exception as error:
             log.error("leader.start_failed", error=str(error), error_type=type(error).__name__)
-            if generation == self._generation:
-                await self._demote("could not start the scheduler engine")
+            term.stop()
+            if self.leadership.in_term(number):
+                self.leadership.step_down()
+                self._end_term("could not start the scheduler engine")
             return
-        if generation != self._generation:
-            # Demoted while starting: this engine must never run a job.
-            threading.Thread(target=engine.shutdown, kwargs={"wait": False}).start()
+        if not self.leadership.in_term(number):
+            # Demoted while starting: this term's engine must never run a job, and what
+            # it published belongs to no term.
+            term.stop()
+            self.catalog.clear()
             return
-        with self._views_lock:
-            self._views = synced.views
-        await self._loop_run(self._publish, synced)
-        if generation != self._generation:
-            return
-        engine.resume()
-        self._engine = engine
-        self._command_stop = threading.Event()
-        self._command_thread = threading.Thread(
-            target=self._command_loop, args=(self._command_stop,), name="sundial-commands"
-        )
-        self._command_thread.start()
+        term.resume()
+        self._term = term
 
-    def _stop_engine(self) -> None:
-        """Stop APScheduler without waiting: its thread may be stuck in a store call."""
-        engine, self._engine = self._engine, None
-        self._command_stop.set()
-        if engine is not None and engine.running:
-            threading.Thread(
-                target=engine.shutdown, kwargs={"wait": False}, name="sundial-engine-stop"
-            ).start()
-
-    async def _demote(self, reason: str) -> None:
+    def _end_term(self, reason: str) -> None:
         log.warning("leader.demoted", instance=self.instance_id, reason=reason)
-        self._leading = False
-        self._generation += 1
-        self._lease_until = 0.0
         self.metrics.set_leader(False)
-        self._stop_engine()
-        with self._views_lock:
-            self._views = {}
-        self.metrics.forget_jobs()
+        self._stop_term()
+        self.catalog.clear()
+
+    def _stop_term(self) -> None:
+        term, self._term = self._term, None
+        if term is not None:
+            term.stop()
 
     async def _shutdown(self) -> None:
         """SIGTERM: no new runs, hand leadership over at once, drain, record, leave."""
         log.info("scheduler.stopping", instance=self.instance_id)
-        leading = self._leading
-        self._leading = False
-        self._generation += 1  # a start-up still under way discards its engine
-        self._stop_engine()
+        leading = self.leadership.leading
+        self.leadership.step_down()  # a term still starting discards its engine
+        term, self._term = self._term, None
+        if term is not None:
+            term.stop()
         try:
             if leading:
-                await self._io(self.backend.release_leadership, self.instance_id)
+                await self.leadership.release()
                 self.metrics.set_leader(False)
         except (BackendError, TimeoutError) as error:
             log.warning("shutdown.backend_unreachable", error=str(error))
         # Heartbeats go on while draining, so the next leader leaves our runs alone.
-        heartbeat = asyncio.create_task(self._heartbeat_while_stopping())
+        heartbeat = asyncio.create_task(self.presence.heartbeat_while_stopping())
         interrupted = await self.runner.drain(self.settings.shutdown_grace_seconds)
         heartbeat.cancel()
         if interrupted:
@@ -330,8 +283,8 @@ class SundialScheduler:
             await self._io(self.backend.remove_instance, self.instance_id)
         except (BackendError, TimeoutError) as error:
             log.warning("shutdown.backend_unreachable", error=str(error))
-        if self._command_thread is not None:
-            await self._loop_run(self._command_thread.join, COMMAND_WAIT_SECONDS * 5)
+        if term is not None:
+            await self._loop_run(term.join)
         if self.http is not None:
             self.http.stop()
         self._io_pool.shutdown(wait=False, cancel_futures=True)
@@ -339,203 +292,7 @@ class SundialScheduler:
         self.backend.close()
         log.info("scheduler.stopped", instance=self.instance_id, history_saved=saved)
 
-    async def _heartbeat_while_stopping(self) -> None:
-        while True:
-            try:
-                await self._io(self.backend.heartbeat, self._instance(InstanceRole.STOPPING))
-            except (BackendError, TimeoutError):
-                pass
-            await asyncio.sleep(self._tick)
-
-    # -- the engine (leader only) --------------------------------------------------------
-    def _prepare_engine(self) -> tuple[GuardedScheduler, _Synced]:
-        """APScheduler on the shared store, in step with the code, paused until published."""
-        assert self._loop is not None
-        store = TrackingJobStore(
-            self.backend.create_jobstore(), self._job_changed, self.metrics.backend_error
-        )
-        defaults = self.settings.job_defaults
-        engine = GuardedScheduler(
-            may_run=self.may_run,
-            on_error=self.metrics.backend_error,
-            jobstores={"default": store},
-            executors={"default": SundialExecutor(self._loop, self._submit)},
-            job_defaults=defaults.model_dump(),
-            timezone=ZoneInfo(self.settings.timezone),
-        )
-        engine.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
-        engine.start(paused=True)
-        try:
-            return engine, self._sync_definitions(engine)
-        except BaseException:
-            engine.shutdown(wait=False)
-            raise
-
-    def _sync_definitions(self, engine: GuardedScheduler) -> _Synced:
-        """Apply SPEC §2: code defines jobs; run-time changes persist until the code changes."""
-        catalog = {view.id: view for view in self.backend.iter_jobs()}
-        stored: dict[str, Job] = {job.id: job for job in engine.get_jobs()}
-        views: dict[str, JobView] = {}
-        for definition in self.registry.jobs.values():
-            kept = catalog.get(definition.id)
-            job = stored.get(definition.id)
-            if not (
-                kept is not None
-                and job is not None
-                and kept.source is JobSource.CODE
-                and kept.fingerprint == definition.fingerprint()
-            ):
-                job = self._add_definition(engine, definition)
-                kept = definition.view()
-            views[definition.id] = _with_next_run(kept, job.next_run_time)
-        for job_id, job in stored.items():
-            kept = catalog.get(job_id)
-            if job_id in views:
-                continue
-            if kept is not None and kept.source is JobSource.API:
-                views[job_id] = _with_next_run(kept, job.next_run_time)
-            else:
-                log.info("job.removed", job_id=job_id, reason="no longer defined in code")
-                engine.remove_job(job_id)
-        changed = [view for view in views.values() if catalog.get(view.id) != view]
-        return _Synced(views, changed, catalog.keys() - views.keys())
-
-    def _publish(self, synced: _Synced) -> None:
-        """Write what the sync changed to the catalog, and make every job's metrics."""
-        for job_id in synced.removed:
-            self.writer.delete_job(job_id)
-        for view in synced.changed:
-            self.writer.save_job(view)
-        for view in synced.views.values():
-            self.metrics.job_known(view)
-        for summary in self.backend.run_summaries(list(synced.views)).values():
-            self.metrics.restore_last(
-                summary.job_id,
-                summary.last_success_at.timestamp() if summary.last_success_at else None,
-                summary.last_failure_at.timestamp() if summary.last_failure_at else None,
-            )
-        log.info("jobs.synced", jobs=len(synced.views), changed=len(synced.changed))
-
-    @staticmethod
-    def _add_definition(engine: GuardedScheduler, definition: JobDefinition) -> Job:
-        job: Job = engine.add_job(
-            definition.func,
-            trigger=definition.trigger.build(),
-            id=definition.id,
-            name=definition.name,
-            kwargs=dict(definition.kwargs),
-            replace_existing=True,
-            **engine_options(definition.options),
-        )
-        return job
-
-    def _job_changed(self, job_id: str, next_run_time: datetime | None, removed: bool) -> None:
-        with self._views_lock:
-            view = self._views.get(job_id)
-            if view is None:
-                return
-            if removed:
-                del self._views[job_id]
-            else:
-                view = _with_next_run(view, next_run_time)
-                self._views[job_id] = view
-        if removed:
-            self.writer.delete_job(job_id)
-            self.metrics.job_removed(job_id)
-        else:
-            self.writer.save_job(view)
-            self.metrics.set_next_run(job_id, next_run_time.timestamp() if next_run_time else None)
-
-    def replace_view(self, view: JobView) -> None:
-        """Store a changed catalog entry (from a command)."""
-        view = view.model_copy(update={"updated_at": utcnow()})
-        with self._views_lock:
-            self._views[view.id] = view
-        self.writer.save_job(view)
-        self.metrics.job_known(view)
-
-    def touch(self, job_id: str) -> None:
-        view = self.view(job_id)
-        if view is not None:
-            self.replace_view(view)
-
-    def add_job(self, view: JobView, func: Callable[..., Any]) -> None:
-        job: Job = self.engine.add_job(
-            func,
-            trigger=view.trigger.build(),
-            id=view.id,
-            name=view.name,
-            kwargs=view.kwargs,
-            **engine_options(view.options),
-        )
-        self.replace_view(_with_next_run(view, job.next_run_time))
-
-    def run_now(self, job_id: str) -> str:
-        """Start a one-off run of ``job_id`` outside its schedule; returns its fire time."""
-        assert self._loop is not None
-        job = self.engine.get_job(job_id)
-        view = self.view(job_id)
-        if job is None or view is None:
-            raise ValueError(f"unknown job {job_id!r}")
-        moment = utcnow()
-        invocation = Invocation(view, job.func, job.args, job.kwargs)
-        asyncio.run_coroutine_threadsafe(
-            self.runner.run(invocation, moment, manual=True), self._loop
-        )
-        return moment.isoformat()
-
-    async def _submit(self, job: Job, run_times: list[datetime]) -> None:
-        view = self.view(job.id)
-        if view is None:
-            log.warning("run.unknown_job", job_id=job.id)
-            return
-        invocation = Invocation(view, job.func, job.args, job.kwargs)
-        await self.runner.fire(invocation, run_times, job.misfire_grace_time)
-
-    def _on_max_instances(self, event: JobSubmissionEvent) -> None:
-        view = self.view(event.job_id)
-        limit = view.options.max_instances if view else None
-        for scheduled in event.scheduled_run_times:
-            self.runner.record_not_run(
-                event.job_id,
-                scheduled,
-                Outcome.SKIPPED,
-                f"previous run still running (max_instances={limit or 'default'})",
-            )
-
-    def _command_loop(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                for command in self.backend.pending_commands(COMMAND_BATCH):
-                    if stop.is_set() or not self.may_run():
-                        return
-                    state, reason = self._commands.apply(command)
-                    self.backend.finish_command(command.id, state, reason)
-                    log.info(
-                        "command.finished",
-                        command_id=command.id,
-                        kind=command.kind.value,
-                        job_id=command.job_id,
-                        state=state.value,
-                        reason=reason,
-                    )
-                self.backend.wait_for_commands(COMMAND_WAIT_SECONDS)
-            except BackendError as error:
-                self.metrics.backend_error("commands")
-                log.warning("commands.backend_unreachable", error=str(error))
-                stop.wait(COMMAND_WAIT_SECONDS)
-
-    # -- health --------------------------------------------------------------------------
-    def _instance(self, role: InstanceRole) -> Instance:
-        return Instance(
-            id=self.instance_id,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            role=role,
-            version=__version__,
-            started_at=self.started_at,
-        )
-
+    # -- health ------------------------------------------------------------------------------
     def _alive(self) -> tuple[bool, dict[str, Any]]:
         stalled = time.monotonic() - self._last_tick > max(30.0, self._lease * 3)
         return not stalled, {"status": "stalled" if stalled else "alive", "role": self.role}
@@ -544,7 +301,7 @@ class SundialScheduler:
         body = {"ready": self._ready, "role": self.role, "instance": self.instance_id}
         return self._ready, body
 
-    # -- helpers -------------------------------------------------------------------------
+    # -- helpers -----------------------------------------------------------------------------
     async def _io(self, func: Callable[..., T], *args: Any) -> T:
         """Run a blocking backend call off the event loop, bounded by half the lease."""
         assert self._loop is not None
@@ -562,26 +319,3 @@ class SundialScheduler:
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
         except TimeoutError:
             pass
-
-
-@dataclass(frozen=True)
-class _Synced:
-    """The catalog as the code and the store say it should be, and what differs."""
-
-    views: dict[str, JobView]
-    changed: list[JobView]
-    removed: Collection[str]
-
-
-def _with_next_run(view: JobView, next_run_time: datetime | None) -> JobView:
-    state = JobState.PAUSED if next_run_time is None else JobState.SCHEDULED
-    return view.model_copy(update={"next_run_time": next_run_time, "state": state})
-
-
-def _process_registry() -> CollectorRegistry:
-    """A registry with the process_* metrics the memory and restart alerts use."""
-    registry = CollectorRegistry()
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
-    return registry

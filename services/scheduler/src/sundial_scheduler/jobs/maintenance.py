@@ -8,7 +8,7 @@ import structlog
 
 from sundial.constants import MAINTENANCE_INTERVAL_HOURS, MAINTENANCE_JOB_ID
 from sundial.history import current_run
-from sundial.jobs import Registry, every
+from sundial.jobs import Registry, define_job, every
 
 log = structlog.get_logger("sundial.maintenance")
 
@@ -21,14 +21,22 @@ def system_maintenance(retention_days: int) -> None:
     log.info("maintenance.pruned", runs=pruned, older_than=cutoff.isoformat())
 
 
-def register_maintenance(registry: Registry, retention_days: int) -> None:
-    registry.job(
-        every(hours=MAINTENANCE_INTERVAL_HOURS),
-        id=MAINTENANCE_JOB_ID,
-        name="System maintenance",
-        timeout="30m",
-        max_instances=1,
-        coalesce=True,
-        tags=("system",),
-        kwargs={"retention_days": retention_days},
-    )(system_maintenance)
+def with_maintenance(registry: Registry, retention_days: int) -> Registry:
+    """A copy of ``registry`` with the maintenance job added (the original is left alone)."""
+    combined = Registry()
+    combined.jobs.update(registry.jobs)
+    combined.functions.update(registry.functions)
+    combined.add(
+        define_job(
+            system_maintenance,
+            every(hours=MAINTENANCE_INTERVAL_HOURS),
+            id=MAINTENANCE_JOB_ID,
+            name="System maintenance",
+            timeout="30m",
+            max_instances=1,
+            coalesce=True,
+            tags=("system",),
+            kwargs={"retention_days": retention_days},
+        )
+    )
+    return combined

@@ -1,0 +1,209 @@
+"""What one term of leadership runs: APScheduler on the shared store, and its commands.
+
+A :class:`LeaderTerm` is built when this instance becomes leader and thrown away when it
+stops leading; nothing of it survives into the next term but what it stored. It is the
+:class:`~sundial_scheduler.commands.JobControl` that commands are applied through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+from apscheduler.job import Job
+
+from sundial.backends import Backend
+from sundial.config import Settings
+from sundial.jobs import JobDefinition, Registry
+from sundial.metrics import SchedulerMetrics
+from sundial.models import JobView, Outcome, utcnow
+from sundial_scheduler.catalog import Catalog, plan_sync, with_next_run
+from sundial_scheduler.commands import CommandApplier, CommandLoop
+from sundial_scheduler.engine import (
+    GuardedScheduler,
+    SundialExecutor,
+    TrackingJobStore,
+    engine_options,
+)
+from sundial_scheduler.runner import Invocation, Runner
+
+log = structlog.get_logger("sundial.scheduler")
+
+#: how long stopping waits for the command thread to finish the command it applies
+COMMAND_STOP_SECONDS = 5.0
+
+
+class LeaderTerm:
+    """The engine, the catalog's contents and the command loop of one term."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        backend: Backend,
+        registry: Registry,
+        catalog: Catalog,
+        runner: Runner,
+        metrics: SchedulerMetrics,
+        may_run: Callable[[], bool],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._settings = settings
+        self._backend = backend
+        self._registry = registry
+        self._catalog = catalog
+        self._runner = runner
+        self._metrics = metrics
+        self._may_run = may_run
+        self._loop = loop
+        self._engine: GuardedScheduler | None = None
+        self._published: tuple[dict[str, JobView], dict[str, JobView]] | None = None
+        self._commands = CommandLoop(
+            backend, CommandApplier(self), may_run=may_run, on_error=metrics.backend_error
+        )
+
+    # -- start and stop (blocking: call off the event loop) ------------------------------
+    def prepare(self) -> None:
+        """APScheduler on the shared store, paused, in step with the code."""
+        store = TrackingJobStore(
+            self._backend.create_jobstore(), self._catalog.job_changed, self._metrics.backend_error
+        )
+        engine = GuardedScheduler(
+            may_run=self._may_run,
+            on_error=self._metrics.backend_error,
+            jobstores={"default": store},
+            executors={"default": SundialExecutor(self._loop, self._submit)},
+            job_defaults=self._settings.job_defaults.model_dump(),
+            timezone=ZoneInfo(self._settings.timezone),
+        )
+        engine.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
+        engine.start(paused=True)
+        self._engine = engine
+        try:
+            self._published = self._sync(engine)
+        except BaseException:
+            self.stop()
+            raise
+
+    def publish(self) -> None:
+        """Write what the sync changed to the catalog, and make every job's metrics."""
+        assert self._published is not None, "prepare() first"
+        self._catalog.publish(*self._published)
+
+    def resume(self) -> None:
+        """Start scheduling, and applying commands."""
+        self.engine.resume()
+        self._commands.start()
+
+    def stop(self) -> None:
+        """Stop scheduling and applying commands, without waiting on a store call."""
+        self._commands.stop()
+        engine, self._engine = self._engine, None
+        if engine is not None and engine.running:
+            threading.Thread(
+                target=engine.shutdown, kwargs={"wait": False}, name="sundial-engine-stop"
+            ).start()
+
+    def join(self) -> None:
+        """Wait (bounded) for the command thread to finish what it applies."""
+        self._commands.join(COMMAND_STOP_SECONDS)
+
+    @property
+    def running(self) -> bool:
+        return self._engine is not None and self._engine.running
+
+    def _sync(self, engine: GuardedScheduler) -> tuple[dict[str, JobView], dict[str, JobView]]:
+        """Reconcile store and catalog with the code; the new views and the stored ones."""
+        catalog = {view.id: view for view in self._backend.iter_jobs()}
+        stored: dict[str, Job] = {job.id: job for job in engine.get_jobs()}
+        plan = plan_sync(self._registry.jobs, catalog, stored.keys())
+        views = {
+            job_id: with_next_run(view, stored[job_id].next_run_time)
+            for job_id, view in plan.keep.items()
+        }
+        for definition in plan.add:
+            job = self._add_definition(engine, definition)
+            views[definition.id] = with_next_run(definition.view(), job.next_run_time)
+        for job_id in plan.remove:
+            log.info("job.removed", job_id=job_id, reason="no longer defined in code")
+            engine.remove_job(job_id)
+        return views, catalog
+
+    @staticmethod
+    def _add_definition(engine: GuardedScheduler, definition: JobDefinition) -> Job:
+        job: Job = engine.add_job(
+            definition.func,
+            trigger=definition.trigger.build(),
+            id=definition.id,
+            name=definition.name,
+            kwargs=dict(definition.kwargs),
+            replace_existing=True,
+            **engine_options(definition.options),
+        )
+        return job
+
+    # -- JobControl ------------------------------------------------------------------------
+    @property
+    def engine(self) -> GuardedScheduler:
+        if self._engine is None:
+            raise RuntimeError("this term has ended")
+        return self._engine
+
+    @property
+    def functions(self) -> Mapping[str, Callable[..., Any]]:
+        return self._registry.functions
+
+    def view(self, job_id: str) -> JobView | None:
+        return self._catalog.view(job_id)
+
+    def replace_view(self, view: JobView) -> None:
+        self._catalog.replace(view)
+
+    def add_job(self, view: JobView, func: Callable[..., Any]) -> None:
+        job: Job = self.engine.add_job(
+            func,
+            trigger=view.trigger.build(),
+            id=view.id,
+            name=view.name,
+            kwargs=view.kwargs,
+            **engine_options(view.options),
+        )
+        self._catalog.replace(with_next_run(view, job.next_run_time))
+
+    def run_now(self, job_id: str) -> str:
+        job = self.engine.get_job(job_id)
+        view = self._catalog.view(job_id)
+        if job is None or view is None:
+            raise ValueError(f"unknown job {job_id!r}")
+        moment = utcnow()
+        invocation = Invocation(view, job.func, job.args, job.kwargs)
+        asyncio.run_coroutine_threadsafe(
+            self._runner.run(invocation, moment, manual=True), self._loop
+        )
+        return moment.isoformat()
+
+    # -- engine callbacks ------------------------------------------------------------------
+    async def _submit(self, job: Job, run_times: list[datetime]) -> None:
+        view = self._catalog.view(job.id)
+        if view is None:
+            log.warning("run.unknown_job", job_id=job.id)
+            return
+        invocation = Invocation(view, job.func, job.args, job.kwargs)
+        await self._runner.fire(invocation, run_times, job.misfire_grace_time)
+
+    def _on_max_instances(self, event: JobSubmissionEvent) -> None:
+        view = self._catalog.view(event.job_id)
+        limit = view.options.max_instances if view else None
+        for scheduled in event.scheduled_run_times:
+            self._runner.record_not_run(
+                event.job_id,
+                scheduled,
+                Outcome.SKIPPED,
+                f"previous run still running (max_instances={limit or 'default'})",
+            )
