@@ -23,11 +23,11 @@ from alerting_stack import (
     free_port,
     fresh_database,
     get,
-    load_deploy_module,
     metric_value,
     scheduler_service,
     wait_for,
 )
+from deploy_modules import load_deploy_module
 
 pytestmark = pytest.mark.e2e
 

@@ -9,38 +9,24 @@ tests that run them against a live Prometheus.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from deploy_modules import DEPLOY, load_deploy_module
 
-ROOT = Path(__file__).resolve().parents[2]
-GRAFANA = ROOT / "deploy" / "grafana"
-PROMETHEUS = ROOT / "deploy" / "prometheus"
-DATASOURCE_UID = "sundial-prometheus"
+GRAFANA = DEPLOY / "grafana"
 
-
-def load(name: str, path: Path) -> ModuleType:
-    """Import a stand-alone script under ``deploy/`` by path."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-generate = load("sundial_deploy_grafana_generate", GRAFANA / "generate.py")
-promql = load("sundial_deploy_promql", PROMETHEUS / "promql.py")
-rules = load("sundial_deploy_generate_rules", PROMETHEUS / "generate_rules.py")
+conventions = load_deploy_module("conventions", "conventions.py")
+generate = load_deploy_module("grafana_generate", "grafana/generate.py")
+promql = load_deploy_module("promql", "prometheus/promql.py")
+rules = load_deploy_module("generate_rules", "prometheus/generate_rules.py")
+DATASOURCE_UID = conventions.DATASOURCE_UID
 
 
 @pytest.fixture(scope="module")
