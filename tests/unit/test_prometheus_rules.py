@@ -109,6 +109,13 @@ def test_rules_use_only_known_metrics() -> None:
             assert not unknown, f"{getattr(rule, 'alert', None) or rule.record}: {unknown}"
 
 
+def test_rules_select_each_metric_from_the_scrape_job_that_exports_it() -> None:
+    for group in rules.GROUPS:
+        for rule in group.rules:
+            misplaced = promql.misplaced_metrics(rule.expr)
+            assert not misplaced, f"{getattr(rule, 'alert', None) or rule.record}: {misplaced}"
+
+
 def test_runbook_has_one_section_per_alert() -> None:
     headings = re.findall(r"^## (\S+)\s*$", RUNBOOK.read_text(encoding="utf-8"), re.M)
     assert sorted(headings) == sorted(ALERTS)
@@ -163,3 +170,32 @@ def test_for_override_shortens_every_pending_period(promtool: str, tmp_path: Pat
 )
 def test_metric_names_are_found_in_promql(expr: str, names: set[str]) -> None:
     assert promql.metric_names(expr) == names
+
+
+SCHEDULER = conventions.SCHEDULER
+API = conventions.API
+
+
+@pytest.mark.parametrize(
+    ("expr", "misplaced"),
+    [
+        (
+            f"sundial_catalog_backend_up{{{SCHEDULER.selector}}} == 0",
+            {f"sundial_catalog_backend_up from {SCHEDULER.name}"},
+        ),
+        (
+            f'rate(sundial_job_lag_seconds_bucket{{le="1",{API.selector}}}[5m])',
+            {f"sundial_job_lag_seconds_bucket from {API.name}"},
+        ),
+        (
+            f'sundial_job_runs_total{{job=~"{SCHEDULER.name}|{API.name}"}}',
+            {f"sundial_job_runs_total from {API.name}"},
+        ),
+        (f"up{{{API.selector}}} == 0 or process_start_time_seconds{{{API.selector}}}", set()),
+        ('sundial_job_runs_total{job="someone-else"} or sundial_job_runs_total', set()),
+    ],
+)
+def test_metrics_selected_from_a_job_that_does_not_export_them_are_found(
+    expr: str, misplaced: set[str]
+) -> None:
+    assert promql.misplaced_metrics(expr) == misplaced
