@@ -451,7 +451,7 @@ def dashboard() -> dict[str, Any]:
     return {
         "uid": c.DASHBOARD_UID,
         "title": TITLE,
-        "description": "Sundial scheduler health, jobs, runs, API and resources (SPEC §9).",
+        "description": "Sundial scheduler health, jobs, runs, API and resources.",
         "tags": ["sundial"],
         "timezone": "utc",
         "editable": False,
