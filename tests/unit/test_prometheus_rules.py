@@ -16,6 +16,7 @@ from deploy_modules import DEPLOY, load_deploy_module
 ROOT = DEPLOY.parent
 PROMETHEUS = DEPLOY / "prometheus"
 RUNBOOK = PROMETHEUS / "RUNBOOK.md"
+METRICS_REFERENCE = ROOT / "docs" / "metrics.md"
 
 # Every alert operators are promised, by name: adding or dropping one changes what they
 # are told about, so it is a change to this list and to docs/metrics.md#alerts.
@@ -114,6 +115,16 @@ def test_rules_select_each_metric_from_the_scrape_job_that_exports_it() -> None:
         for rule in group.rules:
             misplaced = promql.misplaced_metrics(rule.expr)
             assert not misplaced, f"{getattr(rule, 'alert', None) or rule.record}: {misplaced}"
+
+
+def test_metrics_reference_describes_every_alert_and_metric() -> None:
+    text = METRICS_REFERENCE.read_text(encoding="utf-8")
+    documented = set(re.findall(r"`([A-Za-z0-9_:]+)`", text))
+    assert ALERTS - documented == set(), "alerts docs/metrics.md does not describe"
+    exported = set().union(*promql.EXPORTED.values()) - promql.PROCESS_METRICS
+    assert exported - documented == set(), "metrics docs/metrics.md does not describe"
+    recorded = {r.record for g in rules.GROUPS for r in g.rules if isinstance(r, rules.Record)}
+    assert recorded - documented == set(), "recording rules docs/metrics.md does not describe"
 
 
 def test_runbook_has_one_section_per_alert() -> None:
