@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The "Sundial / Overview" Grafana dashboard, as code.
 
-Run ``python deploy/grafana/generate.py`` to rewrite ``dashboards/sundial-overview.json``;
-``tests/unit/test_dashboard.py`` fails when the committed file differs from this output.
-Standard library only. Every panel and query names the provisioned datasource by its fixed
-uid, so file provisioning needs no ``__inputs`` / ``${DS_...}`` placeholders.
+Run ``uv run python deploy/grafana/generate.py`` to rewrite
+``dashboards/sundial-overview.json``; ``tests/unit/test_dashboard.py`` fails when the
+committed file differs from this output. Selectors, uids and the thresholds it shares with
+the alerts come from ``deploy/conventions.py``. Every panel and query names the provisioned
+datasource by its fixed uid, so file provisioning needs no ``__inputs`` / ``${DS_...}``
+placeholders.
 
 ``panel_queries()`` lists every query with its template variables filled in, for tests
 that run them against a live Prometheus.
@@ -19,13 +21,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-DASHBOARD_FILE = Path(__file__).with_name("dashboards") / "sundial-overview.json"
-UID = "sundial-overview"
-TITLE = "Sundial / Overview"
-DATASOURCE = {"type": "prometheus", "uid": "sundial-prometheus"}
+# deploy/ is no package: this script runs by path, so it finds its sibling module there.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import conventions as c
 
-SCHEDULER = 'job="sundial-scheduler"'
-API = 'job="sundial-api"'
+DASHBOARD_FILE = Path(__file__).with_name("dashboards") / "sundial-overview.json"
+TITLE = "Sundial / Overview"
+DATASOURCE = {"type": "prometheus", "uid": c.DATASOURCE_UID}
+
+SCHEDULER = c.SCHEDULER.selector
+API = c.API.selector
 JOB = 'job_id=~"$job_id"'
 RATE = "$__rate_interval"
 
@@ -268,7 +273,12 @@ def health_row() -> list[Panel]:
             "Heartbeat age",
             [(f"min(sundial_catalog_scheduler_heartbeat_age_seconds{{{API}}})", "freshest")],
             unit="s",
-            thresholds=_thresholds(("green", None), ("orange", 30), ("red", 60)),
+            # Red when SundialSchedulerDown fires, orange halfway there.
+            thresholds=_thresholds(
+                ("green", None),
+                ("orange", c.HEARTBEAT_STALE_SECONDS // 2),
+                ("red", c.HEARTBEAT_STALE_SECONDS),
+            ),
             description="Age of the freshest scheduler heartbeat in the backend, per the API.",
         ),
         stat(
@@ -379,7 +389,7 @@ def api_row() -> list[Panel]:
 
 
 def resources_row() -> list[Panel]:
-    sundial = 'job=~"sundial-scheduler|sundial-api"'
+    sundial = c.LIMITED_SELECTOR
     return [
         row("Resources"),
         timeseries(
@@ -389,7 +399,10 @@ def resources_row() -> list[Panel]:
                 ("sundial:memory_limit_bytes", "{{job}} limit"),
             ],
             unit="bytes",
-            description="Resident memory; SundialMemoryHigh fires at 90% of the limit.",
+            description=(
+                "Resident memory; SundialMemoryHigh fires at "
+                f"{c.MEMORY_HIGH_RATIO:.0%} of the limit."
+            ),
         ),
         timeseries(
             "CPU against limit",
@@ -436,9 +449,9 @@ def dashboard() -> dict[str, Any]:
     """The dashboard JSON model."""
     panels = _layout([*health_row(), *runs_rows(), *api_row(), *resources_row()])
     return {
-        "uid": UID,
+        "uid": c.DASHBOARD_UID,
         "title": TITLE,
-        "description": "Sundial scheduler health, jobs, runs, API and resources (SPEC §9).",
+        "description": "Sundial scheduler health, jobs, runs, API and resources.",
         "tags": ["sundial"],
         "timezone": "utc",
         "editable": False,

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Sundial's Prometheus recording and alerting rules, as code.
 
-Run ``python deploy/prometheus/generate_rules.py`` to rewrite ``rules/sundial.yml``;
+Run ``uv run python deploy/prometheus/generate_rules.py`` to rewrite ``rules/sundial.yml``;
 ``tests/unit/test_prometheus_rules.py`` fails when the committed file differs from this
-module's output. Standard library only, so it runs anywhere Python does.
+module's output. Selectors, limits, thresholds and links come from ``deploy/conventions.py``.
 
-Conventions (SPEC §7, §8):
+Conventions (explained for operators in docs/metrics.md):
 - the Prometheus ``job`` label names the scrape job; Sundial's own label is ``job_id``;
 - per-job metrics come from the current leader only, so job expressions aggregate
   ``by (job_id)`` and survive a fail-over (the ``instance`` label changes);
@@ -20,44 +20,30 @@ import json
 import re
 import sys
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+# deploy/ is no package: this script runs by path, so it finds its sibling module there.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import conventions as c
+
 RULES_FILE = Path(__file__).with_name("rules") / "sundial.yml"
 
-RUNBOOK_URL = "https://github.com/sundial/sundial/blob/main/deploy/prometheus/RUNBOOK.md"
-DASHBOARD_URL = "http://localhost:3000/d/sundial-overview"
-
-SCHEDULER = 'job="sundial-scheduler"'
-API = 'job="sundial-api"'
+SCHEDULER = c.SCHEDULER.selector
+API = c.API.selector
 
 # `critical` is a property of a job's code; remember it for a day so that catalog-based
 # alerts keep their severity while every scheduler (the only exporter of job_info) is down.
 CRITICAL_JOBS = f'last_over_time(sundial_job_info{{{SCHEDULER},critical="true"}}[1d])'
 
-# A job is "overdue" once its next run time is this far in the past with nothing run.
-OVERDUE_MARGIN_SECONDS = 300
-# No heartbeat from any scheduler for this long means none is working (lease is 10 s).
-HEARTBEAT_STALE_SECONDS = 60
-# "Much longer than usual": this many times the job's p95 duration, and at least the floor.
-TOO_LONG_FACTOR = 3
-TOO_LONG_FLOOR_SECONDS = 300
-# Used when a job has neither a timeout nor any run in the last week to learn from.
-TOO_LONG_DEFAULT_SECONDS = 3600
-# system_maintenance runs every 6 h (SPEC §2); two missed runs mean history is not pruned.
-MAINTENANCE_JOB_ID = "system_maintenance"
-MAINTENANCE_INTERVAL_SECONDS = 6 * 3600
-# Limits of the compose services (deploy/compose): keep in step with their
-# `deploy.resources.limits`. Recorded as series so the alert and the dashboard share them.
-MEMORY_LIMIT_BYTES = {"sundial-scheduler": 512 * 1024**2, "sundial-api": 512 * 1024**2}
-CPU_LIMIT_CORES = {"sundial-scheduler": 1.0, "sundial-api": 1.0}
-MEMORY_HIGH_RATIO = 0.9
-# Long-lived by design: the SSE stream and `?wait=` on commands.
-SLOW_BY_DESIGN_ROUTES = "/api/v1/events|/api/v1/commands/.*"
-API_LATENCY_P95_SECONDS = 1
-LAG_P95_SECONDS = 30
-API_ERROR_RATIO = 0.05
+
+def _duration(seconds: float) -> str:
+    """``seconds`` as Prometheus writes a duration in the largest whole unit: 5m, 1h, 30s."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 @dataclass(frozen=True)
@@ -68,10 +54,10 @@ class Tuning:
     ``render(build_groups(Tuning(...)), for_override="3s")`` into a file of its own.
     """
 
-    overdue_margin_seconds: float = OVERDUE_MARGIN_SECONDS
-    heartbeat_stale_seconds: float = HEARTBEAT_STALE_SECONDS
-    too_long_floor_seconds: float = TOO_LONG_FLOOR_SECONDS
-    too_long_default_seconds: float = TOO_LONG_DEFAULT_SECONDS
+    overdue_margin_seconds: float = c.OVERDUE_MARGIN_SECONDS
+    heartbeat_stale_seconds: float = c.HEARTBEAT_STALE_SECONDS
+    too_long_floor_seconds: float = c.TOO_LONG_FLOOR_SECONDS
+    too_long_default_seconds: float = c.TOO_LONG_DEFAULT_SECONDS
     recording_interval: str = "1m"
 
 
@@ -105,8 +91,8 @@ class Alert:
         return {
             "summary": self.summary,
             "description": self.description,
-            "runbook_url": f"{RUNBOOK_URL}#{self.alert.lower()}",
-            "dashboard_url": DASHBOARD_URL + self.dashboard_query,
+            "runbook_url": f"{c.RUNBOOK_URL}#{self.alert.lower()}",
+            "dashboard_url": c.DASHBOARD_URL + self.dashboard_query,
         }
 
 
@@ -133,9 +119,9 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line if line else line for line in text.splitlines())
 
 
-def _limit_series(limits: Mapping[str, float]) -> str:
+def _limit_series(limits: Iterable[tuple[c.ScrapeJob, float]]) -> str:
     parts = [
-        f'label_replace(vector({value}), "job", "{job}", "", "")' for job, value in limits.items()
+        f'label_replace(vector({value}), "job", "{job.name}", "", "")' for job, value in limits
     ]
     return "\nor ".join(parts)
 
@@ -158,13 +144,13 @@ def recording_group(t: Tuning = PRODUCTION) -> Group:
             ),
             Record(
                 record="sundial:memory_limit_bytes",
-                expr=_limit_series(MEMORY_LIMIT_BYTES),
-                comment="Compose memory limits per scrape job (see MEMORY_LIMIT_BYTES).",
+                expr=_limit_series((job, job.memory_limit_bytes) for job in c.LIMITED),
+                comment="Compose memory limits per scrape job (deploy/conventions.py).",
             ),
             Record(
                 record="sundial:cpu_limit_cores",
-                expr=_limit_series(CPU_LIMIT_CORES),
-                comment="Compose CPU limits per scrape job (see CPU_LIMIT_CORES).",
+                expr=_limit_series((job, job.cpu_limit_cores) for job in c.LIMITED),
+                comment="Compose CPU limits per scrape job (deploy/conventions.py).",
             ),
         ],
     )
@@ -186,8 +172,9 @@ def scheduler_group(t: Tuning = PRODUCTION) -> Group:
                 severity="critical",
                 summary="No Sundial scheduler is working",
                 description=(
-                    "Prometheus can scrape no sundial-scheduler instance, or none has written a "
-                    "heartbeat to the backend for a minute (dead, hung or cut off from it): "
+                    f"Prometheus can scrape no {c.SCHEDULER.name} instance, or none has written "
+                    "a heartbeat to the backend for "
+                    f"{_duration(t.heartbeat_stale_seconds)} (dead, hung or cut off from it): "
                     "no job is being run."
                 ),
                 comment=(
@@ -258,9 +245,9 @@ def scheduler_group(t: Tuning = PRODUCTION) -> Group:
             Alert(
                 alert="SundialMemoryHigh",
                 expr=(
-                    'process_resident_memory_bytes{job=~"sundial-scheduler|sundial-api"}\n'
+                    f"process_resident_memory_bytes{{{c.LIMITED_SELECTOR}}}\n"
                     "/ on (job) group_left () sundial:memory_limit_bytes\n"
-                    f"> {MEMORY_HIGH_RATIO}"
+                    f"> {c.MEMORY_HIGH_RATIO}"
                 ),
                 for_="10m",
                 severity="warning",
@@ -275,8 +262,8 @@ def scheduler_group(t: Tuning = PRODUCTION) -> Group:
                 alert="SundialRunHistoryNotPruned",
                 expr=(
                     "time() - max by (job_id) (sundial_job_last_success_timestamp_seconds"
-                    f'{{{SCHEDULER},job_id="{MAINTENANCE_JOB_ID}"}} > 0)\n'
-                    f"> {2 * MAINTENANCE_INTERVAL_SECONDS}"
+                    f'{{{SCHEDULER},job_id="{c.MAINTENANCE_JOB_ID}"}} > 0)\n'
+                    f"> {c.MAINTENANCE_STALE_SECONDS}"
                 ),
                 for_="15m",
                 severity="warning",
@@ -288,8 +275,9 @@ def scheduler_group(t: Tuning = PRODUCTION) -> Group:
                     "Sundial run history has not been pruned for {{ $value | humanizeDuration }}"
                 ),
                 description=(
-                    "The built-in system_maintenance job last succeeded "
-                    "{{ $value | humanizeDuration }} ago (it runs every 6h): run history and old "
+                    f"The built-in {c.MAINTENANCE_JOB_ID} job last succeeded "
+                    "{{ $value | humanizeDuration }} ago "
+                    f"(it runs every {c.MAINTENANCE_INTERVAL_HOURS}h): run history and old "
                     "commands are growing in the backend."
                 ),
             ),
@@ -308,16 +296,17 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                 record="sundial_job:too_long_threshold_seconds",
                 expr=(
                     f"max by (job_id) (sundial_job_timeout_seconds{{{SCHEDULER}}} > 0)\n"
-                    f"or clamp_min({TOO_LONG_FACTOR} * max by (job_id) "
+                    f"or clamp_min({c.TOO_LONG_FACTOR} * max by (job_id) "
                     "(max_over_time(sundial_job:duration_seconds:p95_1d[7d])), "
                     f"{t.too_long_floor_seconds})\n"
                     f"or {t.too_long_default_seconds} * max by (job_id) "
                     f"(sundial_job_info{{{SCHEDULER}}})"
                 ),
                 comment=(
-                    "Its timeout when set; else 3 x the p95 of the "
+                    f"Its timeout when set; else {c.TOO_LONG_FACTOR} x the p95 of the "
                     "last week (daily jobs included), "
-                    "at least 5m; else 1h."
+                    f"at least {_duration(t.too_long_floor_seconds)}; "
+                    f"else {_duration(t.too_long_default_seconds)}."
                 ),
             ),
             Record(
@@ -351,7 +340,9 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                 Alert(
                     alert="SundialJobFailingRepeatedly",
                     expr=(
-                        f"max by (job_id) (sundial_catalog_job_consecutive_failures{{{API}}}) >= 3"
+                        "max by (job_id) "
+                        f"(sundial_catalog_job_consecutive_failures{{{API}}}) "
+                        f">= {c.FAILING_REPEATEDLY_RUNS}"
                     ),
                     severity="",
                     summary="Sundial job {{ $labels.job_id }} failed {{ $value }} times in a row",
@@ -422,8 +413,8 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                 description=(
                     "Job {{ $labels.job_id }} has been running for {{ "
                     "$value | humanizeDuration }}, "
-                    "past its timeout, or when it has none, past 3x its usual (p95) duration "
-                    "with a 5m floor."
+                    f"past its timeout, or when it has none, past {c.TOO_LONG_FACTOR}x its usual "
+                    f"(p95) duration with a {_duration(t.too_long_floor_seconds)} floor."
                 ),
                 comment=(
                     "Past its timeout means the runner could not stop it (a blocking sync job)."
@@ -466,7 +457,7 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                     "histogram_quantile(0.95,\n"
                     "  sum by (job_id, le) "
                     f"(rate(sundial_job_lag_seconds_bucket{{{SCHEDULER}}}[30m]))\n"
-                    f") > {LAG_P95_SECONDS}"
+                    f") > {c.LAG_P95_SECONDS}"
                 ),
                 for_="5m",
                 severity="warning",
@@ -478,7 +469,8 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                 description=(
                     "95% of the runs of job {{ $labels.job_id }} in "
                     "the last 30 minutes started up to "
-                    "{{ $value | humanizeDuration }} after their scheduled time (more than 30s): "
+                    "{{ $value | humanizeDuration }} after their scheduled time "
+                    f"(more than {_duration(c.LAG_P95_SECONDS)}): "
                     "the worker pool is saturated or the scheduler is starved."
                 ),
                 dashboard_query=JOB_DASHBOARD,
@@ -506,7 +498,7 @@ API_ALERTS = Group(
             expr=(
                 f'sum(rate(sundial_http_requests_total{{{API},status=~"5.."}}[5m]))\n'
                 f"/ sum(rate(sundial_http_requests_total{{{API}}}[5m]))\n"
-                f"> {API_ERROR_RATIO}"
+                f"> {c.API_ERROR_RATIO}"
             ),
             for_="5m",
             severity="warning",
@@ -521,15 +513,16 @@ API_ALERTS = Group(
             expr=(
                 "histogram_quantile(0.95,\n"
                 "  sum by (route, le) (rate(sundial_http_request_duration_seconds_bucket"
-                f'{{{API},route!~"{SLOW_BY_DESIGN_ROUTES}"}}[5m]))\n'
-                f") > {API_LATENCY_P95_SECONDS}"
+                f'{{{API},route!~"{c.SLOW_BY_DESIGN_ROUTES}"}}[5m]))\n'
+                f") > {c.API_LATENCY_P95_SECONDS}"
             ),
             for_="10m",
             severity="warning",
             summary="Sundial API route {{ $labels.route }} is slow",
             description=(
                 "The 95th percentile latency of {{ $labels.route }} has been "
-                "{{ $value | humanizeDuration }} for 10 minutes (over 1s)."
+                "{{ $value | humanizeDuration }} for 10 minutes "
+                f"(over {_duration(c.API_LATENCY_P95_SECONDS)})."
             ),
             comment="Streams and waiting command reads are slow by design and left out.",
         ),
@@ -616,7 +609,8 @@ def _rule_lines(rule: Record | Alert, for_override: str | None) -> list[str]:
 def render(groups: Iterable[Group] = GROUPS, *, for_override: str | None = None) -> str:
     """The rule file text; ``for_override`` replaces every non-zero ``for:`` (for e2e tests)."""
     out = [
-        "# Generated by deploy/prometheus/generate_rules.py: edit that file, then run it.",
+        "# Generated by deploy/prometheus/generate_rules.py from deploy/conventions.py: edit",
+        "# those, then run the generator.",
         "# Runbook: deploy/prometheus/RUNBOOK.md. Tests: deploy/prometheus/tests/.",
         "groups:",
     ]

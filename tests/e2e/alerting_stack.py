@@ -8,7 +8,6 @@ intervals).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -22,34 +21,20 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import IO, TypeVar
 
 import httpx
 import sqlalchemy as sa
+from deploy_modules import DEPLOY
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_DIR = ROOT / "tests" / "e2e"
-DEPLOY = ROOT / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 RENDER_ALERTMANAGER = DEPLOY / "alertmanager" / "render-config.sh"
 BIN = Path(sys.executable).parent
 
 T = TypeVar("T")
-
-
-def load_deploy_module(name: str, relative: str) -> ModuleType:
-    """Import a stand-alone script under ``deploy/`` by path (they are not packages)."""
-    module_name = f"sundial_deploy_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, DEPLOY / relative)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextmanager

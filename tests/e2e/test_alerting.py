@@ -33,15 +33,16 @@ from alerting_stack import (
     free_port,
     fresh_database,
     get,
-    load_deploy_module,
     metric_value,
     prometheus_config,
     scheduler_service,
     wait_for,
 )
+from deploy_modules import load_deploy_module
 
 pytestmark = pytest.mark.e2e
 
+conventions = load_deploy_module("conventions", "conventions.py")
 rules = load_deploy_module("generate_rules", "prometheus/generate_rules.py")
 dashboard = load_deploy_module("grafana_generate", "grafana/generate.py")
 
@@ -184,8 +185,8 @@ def stack(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
             targets={
                 "prometheus": loopback["prometheus"],
                 "alertmanager": loopback["alertmanager"],
-                "sundial-api": loopback["api"],
-                "sundial-scheduler": loopback["scheduler"],
+                conventions.API.name: loopback["api"],
+                conventions.SCHEDULER.name: loopback["scheduler"],
             },
             alertmanager=loopback["alertmanager"],
             rule_file=rule_file,

@@ -3,8 +3,8 @@
 The scheduler runs the alerting test jobs (failing, hanging, succeeding, so that every
 counter, histogram and gauge has samples); the API serves catalog gauges read from the
 same Postgres database, after a few requests of its own. The exposition must lint clean
-and carry every metric SPEC §7 names (``deploy/prometheus/promql.py``), which the alert
-rules and the dashboard rely on.
+and carry every metric family ``deploy/prometheus/promql.py`` says its scrape job exports
+(listed in docs/metrics.md), which the alert rules and the dashboard rely on.
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ from alerting_stack import (
     free_port,
     fresh_database,
     get,
-    load_deploy_module,
     metric_value,
     scheduler_service,
     wait_for,
 )
+from deploy_modules import load_deploy_module
 
 pytestmark = pytest.mark.e2e
 
+conventions = load_deploy_module("conventions", "conventions.py")
 promql = load_deploy_module("promql", "prometheus/promql.py")
 
 
@@ -105,11 +106,8 @@ def test_scheduler_metrics_lint_clean(services: tuple[str, str]) -> None:
     result = lint(text)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
-    declared = families(text)
-    histograms = {name for name in promql.HISTOGRAMS if name.startswith("sundial_job_")}
-    missing = (promql.SCHEDULER_METRICS | histograms) - declared
-    assert not missing, f"SPEC §7 metrics the scheduler does not export: {sorted(missing)}"
-    assert {"process_resident_memory_bytes", "process_cpu_seconds_total"} <= declared
+    missing = promql.EXPORTED[conventions.SCHEDULER.name] - families(text)
+    assert not missing, f"metrics the scheduler does not export: {sorted(missing)}"
 
 
 def test_api_metrics_lint_clean(services: tuple[str, str]) -> None:
@@ -137,10 +135,24 @@ def test_api_metrics_lint_clean(services: tuple[str, str]) -> None:
     result = lint(text)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
-    declared = families(text)
-    expected = promql.API_METRICS | {"sundial_http_request_duration_seconds"}
-    missing = expected - declared
-    assert not missing, f"SPEC §7 metrics the API does not export: {sorted(missing)}"
+    # The API's process metrics are checked on their own below.
+    expected = promql.EXPORTED[conventions.API.name] - promql.PROCESS_METRICS
+    missing = expected - families(text)
+    assert not missing, f"metrics the API does not export: {sorted(missing)}"
     assert 'route="/api/v1/jobs/{job_id}"' in text, "requests are not labelled by route template"
     assert "sundial_catalog_scheduler_heartbeat_age_seconds " in text
     assert "sundial_catalog_backend_up 1.0" in text
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="the API's registry has no ProcessCollector (services/api/src/sundial_api/main.py), "
+    "so SundialMemoryHigh and the Resources row see only the scheduler",
+)
+def test_api_exports_process_metrics(services: tuple[str, str]) -> None:
+    _, api_url = services
+    response = get(f"{api_url}/metrics")
+    assert response is not None and response.status_code == 200
+    missing = promql.PROCESS_METRICS - families(response.text)
+    assert not missing, f"process metrics the API does not export: {sorted(missing)}"

@@ -1,6 +1,6 @@
 """Grafana provisioning and the "Sundial / Overview" dashboard: generated, self-contained
-(fixed datasource uid, no import placeholders), complete per SPEC §9, and every query is
-valid PromQL over known metrics.
+(fixed datasource uid, no import placeholders), every promised panel present, and every
+query valid PromQL over known metrics, each selected from the scrape job that exports it.
 
 Query parsing uses ``promtool`` (``.ci/install-monitoring.sh``); it fails, not skips,
 without it. ``deploy/grafana/generate.py``'s ``panel_queries()`` gives the same queries to
@@ -9,38 +9,24 @@ tests that run them against a live Prometheus.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from deploy_modules import DEPLOY, load_deploy_module
 
-ROOT = Path(__file__).resolve().parents[2]
-GRAFANA = ROOT / "deploy" / "grafana"
-PROMETHEUS = ROOT / "deploy" / "prometheus"
-DATASOURCE_UID = "sundial-prometheus"
+GRAFANA = DEPLOY / "grafana"
 
-
-def load(name: str, path: Path) -> ModuleType:
-    """Import a stand-alone script under ``deploy/`` by path."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-generate = load("sundial_deploy_grafana_generate", GRAFANA / "generate.py")
-promql = load("sundial_deploy_promql", PROMETHEUS / "promql.py")
-rules = load("sundial_deploy_generate_rules", PROMETHEUS / "generate_rules.py")
+conventions = load_deploy_module("conventions", "conventions.py")
+generate = load_deploy_module("grafana_generate", "grafana/generate.py")
+promql = load_deploy_module("promql", "prometheus/promql.py")
+rules = load_deploy_module("generate_rules", "prometheus/generate_rules.py")
+DATASOURCE_UID = conventions.DATASOURCE_UID
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +94,7 @@ def test_panels_have_unique_ids_and_fit_the_grid(model: dict[str, Any]) -> None:
         assert pos["x"] + pos["w"] <= 24, panel["title"]
 
 
-def test_spec_panels_are_present(model: dict[str, Any]) -> None:
+def test_promised_panels_are_present(model: dict[str, Any]) -> None:
     titles = {p["title"] for p in walk(model["panels"])}
     assert {
         "Schedulers up",
@@ -183,6 +169,8 @@ def test_every_query_uses_known_metrics(model: dict[str, Any]) -> None:
     for query in generate.panel_queries(model):
         unknown = promql.metric_names(query.expr) - known
         assert not unknown, f"{query.title}: {unknown}"
+        misplaced = promql.misplaced_metrics(query.expr)
+        assert not misplaced, f"{query.title}: {misplaced}"
     variable_queries = [v["definition"] for v in model["templating"]["list"]]
     for definition in variable_queries:
         (metric,) = re.findall(r"label_values\((\w+),", definition)

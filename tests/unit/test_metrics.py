@@ -1,4 +1,4 @@
-"""Scheduler metrics on a fresh registry: series lifecycle, counts and gauges (SPEC §7)."""
+"""Scheduler metrics on a fresh registry: series lifecycle, counts and gauges."""
 
 from __future__ import annotations
 
