@@ -49,9 +49,14 @@ logs: $(ENV_FILE)  ## follow the stack's logs (SERVICES="scheduler api" for some
 run: sync  ## run one scheduler in the foreground (backend from SUNDIAL_BACKEND_URL)
 	$(UV) run sundial-scheduler
 
-dev: sync  ## api + scheduler without Docker, on the embedded SQLite default
+# `make dev` opts into the example jobs (a real install lists its own modules);
+# SUNDIAL_JOB_MODULES from the environment wins.
+DEV_JOB_MODULES ?= sundial_scheduler.jobs.examples
+
+dev: sync  ## api + scheduler without Docker, on the embedded SQLite default, with the example jobs
 	@mkdir -p var
-	@SUNDIAL_LOG_FORMAT=console $(UV) run sundial-scheduler & scheduler=$$!; \
+	@SUNDIAL_LOG_FORMAT=console SUNDIAL_JOB_MODULES=$${SUNDIAL_JOB_MODULES:-$(DEV_JOB_MODULES)} \
+	  $(UV) run sundial-scheduler & scheduler=$$!; \
 	SUNDIAL_LOG_FORMAT=console $(UV) run uvicorn --factory sundial_api.main:create_app --port 8000 & api=$$!; \
 	trap 'kill -TERM $$scheduler $$api 2>/dev/null; wait' INT TERM; \
 	wait

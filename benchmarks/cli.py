@@ -31,7 +31,7 @@ STEP_DOWN = (2, 5, 10)
 SMALLEST_STEP = 10
 #: split a bracket [sustained, not sustained] once when its ends are this far apart
 SPLIT_ABOVE = 1.3
-#: SPEC §3 default; the failover target is stated against it
+#: the default SUNDIAL_LEADER_LEASE_SECONDS; the failover target is stated against it
 LEASE_SECONDS = 10.0
 #: the table's width when stdout is not a terminal (rich would assume 80 columns)
 TABLE_WIDTH = 180

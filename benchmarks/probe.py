@@ -17,7 +17,7 @@ from typing import Any
 from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.job import Job
 
-from sundial.history import current_run
+from sundial.context import current_run
 
 #: (scheduled, started) of every run so far in this process
 STARTS: list[tuple[float, float]] = []

@@ -1,4 +1,4 @@
-"""The backend server dies and comes back under running schedulers (SPEC §4).
+"""The backend server dies and comes back under running schedulers, which must survive it.
 
 Each test starts a private server (the machine's shared Postgres and Redis serve other
 tests), runs a leader and a standby on it, crashes the server, waits, starts it again

@@ -35,15 +35,16 @@ from failover import (
 )
 
 from sundial.backends import Backend, open_backend
+from sundial.constants import heartbeat_interval
 from sundial.models import Outcome, Run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 LEASE_SECONDS = 3.0
 #: a standby polls the lock this often (the scheduler's tick: min(2 s, lease / 3))
-TICK_SECONDS = min(2.0, LEASE_SECONDS / 3)
+TICK_SECONDS = heartbeat_interval(LEASE_SECONDS)
 CHAOS_SECONDS = float(os.environ.get("SUNDIAL_CHAOS_SECONDS", "40"))
-# SPEC §4: a standby takes over within the lease of the leader's death. Between the
+# A standby takes over within the lease of the leader's death. Between the
 # kill and the new leader's first run we allow the lease plus 2 s (promotion: starting
 # APScheduler on the store, syncing the catalog, claiming the first fire time).
 FAILOVER_BOUND_SECONDS = LEASE_SECONDS + 2

@@ -135,8 +135,7 @@ def test_api_metrics_lint_clean(services: tuple[str, str]) -> None:
     result = lint(text)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
-    # The API's process metrics are checked on their own below.
-    expected = promql.EXPORTED[conventions.API.name] - promql.PROCESS_METRICS
+    expected = promql.EXPORTED[conventions.API.name]
     missing = expected - families(text)
     assert not missing, f"metrics the API does not export: {sorted(missing)}"
     assert 'route="/api/v1/jobs/{job_id}"' in text, "requests are not labelled by route template"
@@ -144,12 +143,6 @@ def test_api_metrics_lint_clean(services: tuple[str, str]) -> None:
     assert "sundial_catalog_backend_up 1.0" in text
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="the API's registry has no ProcessCollector (services/api/src/sundial_api/main.py), "
-    "so SundialMemoryHigh and the Resources row see only the scheduler",
-)
 def test_api_exports_process_metrics(services: tuple[str, str]) -> None:
     _, api_url = services
     response = get(f"{api_url}/metrics")

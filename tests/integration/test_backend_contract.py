@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from sundial.backends import Backend, BackendError, RunCursor, history, open_backend
+from sundial.backends.sql import schema
 from sundial.models import (
     Command,
     CommandKind,
@@ -135,6 +138,33 @@ def test_setup_from_several_processes_at_once(backend_url: str) -> None:
     finally:
         for target in starting:
             target.close()
+
+
+@pytest.mark.parametrize("backend_url", ["sqlite", "postgres"], indirect=True)
+def test_an_older_schema_is_migrated_with_its_data(backend_url: str) -> None:
+    """A database written by the previous release: its summaries keep their meaning."""
+    engine = sa.create_engine(backend_url)
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(schema.MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        alembic_command.upgrade(config, "0001")
+        conn.execute(
+            sa.text(
+                "INSERT INTO sundial_run_summaries (job_id, last_success_at, "
+                "last_success_finished_at, consecutive_failures) VALUES ('etl', :started, "
+                ":finished, 0)"
+            ),
+            {"started": at(0), "finished": ended(0)},
+        )
+    engine.dispose()
+
+    upgraded = open_backend(backend_url)
+    try:
+        upgraded.setup()
+        assert upgraded.run_summaries()["etl"].last_success_at == ended(0)
+    finally:
+        upgraded.close()
 
 
 def test_ping_answers(backend: Backend) -> None:

@@ -32,6 +32,7 @@ from sundial.models import (
 from sundial.triggers import CronSpec, IntervalSpec
 from sundial_api.events import EventFeed
 from sundial_api.main import create_app
+from sundial_api.metrics import CatalogCollector
 
 TOKEN = "unit-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -721,8 +722,8 @@ def test_catalog_gauges_are_cached_and_report_backend_down(
     calls = len(backend.calls)
     registry.get_sample_value("sundial_catalog_backend_up")
     assert len(backend.calls) == calls
-    collector = next(iter(registry._collector_to_names))
-    collector._read_at -= 10  # type: ignore[attr-defined]
+    collector = next(c for c in registry._collector_to_names if isinstance(c, CatalogCollector))
+    collector._read_at -= 10
     backend.down = True
     assert registry.get_sample_value("sundial_catalog_backend_up") == 0
     assert registry.get_sample_value("sundial_catalog_scheduler_heartbeat_age_seconds") is None

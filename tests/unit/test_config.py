@@ -1,4 +1,4 @@
-"""Settings from SUNDIAL_* variables: SPEC §3 defaults, parsing, and one-line refusals."""
+"""Settings from SUNDIAL_* variables: defaults, parsing, and one-line refusals."""
 
 from __future__ import annotations
 

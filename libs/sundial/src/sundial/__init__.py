@@ -1,6 +1,6 @@
 """Sundial: write scheduled jobs as plain Python functions."""
 
-from sundial.history import already_succeeded, current_run, succeeded_since
+from sundial.context import already_succeeded, current_run, succeeded_since
 from sundial.jobs import JobDefinitionError, at, cron, every, job, task
 
 __version__ = "0.1.0"

@@ -32,7 +32,7 @@ class JobDefaults(BaseModel):
 
 
 class Settings(BaseSettings):
-    """Configuration of a Sundial process (SPEC §3)."""
+    """Configuration of a Sundial process; every variable is listed in docs/configuration.md."""
 
     model_config = SettingsConfigDict(
         env_prefix="SUNDIAL_",

@@ -14,13 +14,13 @@ from contextlib import asynccontextmanager
 import structlog
 import uvicorn
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 
 import sundial
 from sundial.backends import Backend, BackendError, open_backend
 from sundial.config import Settings, get_settings
 from sundial.logging import configure_logging
+from sundial.metrics import process_registry
 from sundial_api.errors import install_error_handlers
 from sundial_api.metrics import CatalogCollector, HttpMetrics, HttpMetricsMiddleware
 from sundial_api.middleware import RequestLimitsMiddleware
@@ -88,7 +88,8 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     app.state.settings = settings
     app.state.given_backend = backend
     app.state.backend = None
-    registry = CollectorRegistry()
+    # process_* too: the memory alert and the dashboard's resources row watch the API.
+    registry = process_registry()
     app.state.registry = registry
     registry.register(CatalogCollector(lambda: app.state.backend))
     install_error_handlers(app)

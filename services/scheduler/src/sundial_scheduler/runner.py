@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 from sundial.backends import Backend, BackendError
-from sundial.history import RunContext, period_start, set_current_run
+from sundial.context import RunContext, period_start, set_current_run
 from sundial.metrics import SchedulerMetrics
 from sundial.models import JobView, Outcome, Run, utcnow
 from sundial_scheduler.claims import ClaimBatcher

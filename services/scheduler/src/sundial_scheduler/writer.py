@@ -55,11 +55,6 @@ class BackendWriter:
             self._jobs[job_id] = None
             self._cond.notify()
 
-    @property
-    def backlog(self) -> int:
-        with self._cond:
-            return len(self._runs) + len(self._jobs)
-
     def flush(self, timeout: float) -> bool:
         """Wait until everything queued so far is stored; False if ``timeout`` passed."""
         with self._cond:

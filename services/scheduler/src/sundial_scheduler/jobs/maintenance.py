@@ -7,7 +7,7 @@ from datetime import timedelta
 import structlog
 
 from sundial.constants import MAINTENANCE_INTERVAL_HOURS, MAINTENANCE_JOB_ID
-from sundial.history import current_run
+from sundial.context import current_run
 from sundial.jobs import Registry, define_job, every
 
 log = structlog.get_logger("sundial.maintenance")

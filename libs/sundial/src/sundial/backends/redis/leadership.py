@@ -10,7 +10,7 @@ import time
 
 import redis
 
-from sundial.backends.base import BackendError
+from sundial.backends.lock import LeaderLock
 from sundial.backends.redis import keys
 from sundial.backends.redis.connection import Target, guarded
 
@@ -35,15 +35,15 @@ return 0
 """
 
 
-class TokenLockLeadership:
+class TokenLockLeadership(LeaderLock):
     """The ``sundial:leader`` key holds the leader's instance id until its lease expires."""
 
     def __init__(self, client: redis.Redis[str], target: Target) -> None:
+        super().__init__()
         self.target = target
         self._client = client
         self._renew = client.register_script(_RENEW_LUA)
         self._release = client.register_script(_RELEASE_LUA)
-        self._holder: str | None = None
 
     @guarded
     def acquire(self, instance_id: str, lease_seconds: float) -> bool:
@@ -73,13 +73,6 @@ class TokenLockLeadership:
         self._release(keys=[keys.LEADER], args=[instance_id])
         if self._holder == instance_id:
             self._holder = None
-
-    def close(self) -> None:
-        if self._holder is not None:
-            try:
-                self.release(self._holder)
-            except BackendError:
-                pass  # the lease expires on its own; closing must not fail on an outage
 
     def _take(self, instance_id: str, lease_ms: int) -> bool:
         if self._client.set(keys.LEADER, instance_id, nx=True, px=lease_ms):

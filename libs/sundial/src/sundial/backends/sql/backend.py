@@ -17,15 +17,12 @@ from sqlalchemy.engine import Connection
 from sundial.backends import history
 from sundial.backends.base import Backend, RunCursor
 from sundial.backends.jobstore import JobStore
+from sundial.backends.lock import LeaderLock
 from sundial.backends.sql import schema
 from sundial.backends.sql.database import Database, chunks
 from sundial.backends.sql.dialects import Postgres, dialect_for
 from sundial.backends.sql.jobstore import SqlJobStore
-from sundial.backends.sql.leadership import (
-    AdvisoryLockLeadership,
-    Leadership,
-    LeaseRowLeadership,
-)
+from sundial.backends.sql.leadership import AdvisoryLockLeadership, LeaseRowLeadership
 from sundial.backends.sql.wakeup import ListenNotifyWakeup, PollingWakeup, Wakeup
 from sundial.models import (
     Command,
@@ -49,7 +46,7 @@ class SqlBackend(Backend):
         dialect = dialect_for(url)
         self.kind = dialect.kind
         self._db = Database(dialect)
-        self._leadership: Leadership
+        self._leadership: LeaderLock
         self._wakeup: Wakeup
         if isinstance(dialect, Postgres):
             self._leadership = AdvisoryLockLeadership(dialect)

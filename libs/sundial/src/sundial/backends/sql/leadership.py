@@ -1,6 +1,6 @@
 """Electing the leader on SQL: an advisory lock on Postgres, a lease row on SQLite.
 
-Both answer the same three questions (take the lock if free, extend it, give it up);
+Both are a :class:`~sundial.backends.lock.LeaderLock`;
 :class:`~sundial.backends.sql.backend.SqlBackend` picks one at construction.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 
-from sundial.backends.base import BackendError
+from sundial.backends.lock import LeaderLock
 from sundial.backends.sql import schema
 from sundial.backends.sql.database import Database, DedicatedConnection
 from sundial.backends.sql.dialects import Postgres
@@ -40,21 +40,7 @@ _COUNT_ROWS = {"preserve_rowcount": True}
 _LOCK_ROW = (LEADER_LOCK_KEY >> 32, LEADER_LOCK_KEY & 0xFFFFFFFF)
 
 
-class Leadership(Protocol):
-    def acquire(self, instance_id: str, lease_seconds: float) -> bool:
-        """Take the lock if free; True if ``instance_id`` now holds it."""
-
-    def renew(self, instance_id: str, lease_seconds: float) -> bool:
-        """Extend the lease; False if ``instance_id`` no longer holds the lock."""
-
-    def release(self, instance_id: str) -> None:
-        """Give up the lock if ``instance_id`` holds it."""
-
-    def close(self) -> None:
-        """Give up the lock if held here, and close what the lock kept open."""
-
-
-class AdvisoryLockLeadership:
+class AdvisoryLockLeadership(LeaderLock):
     """Postgres: a session advisory lock on a dedicated connection, plus a lease stamp.
 
     The lock dies with the leader's session, so a killed leader is replaced as soon as
@@ -65,10 +51,10 @@ class AdvisoryLockLeadership:
     """
 
     def __init__(self, dialect: Postgres) -> None:
+        super().__init__()
         self._dialect = dialect
         self._conn = DedicatedConnection(dialect.conninfo(), setup=SERVER_KEEPALIVES)
         self._lock = threading.Lock()
-        self._holder: str | None = None
 
     def acquire(self, instance_id: str, lease_seconds: float) -> bool:
         with self._lock:
@@ -105,11 +91,7 @@ class AdvisoryLockLeadership:
                 self._conn.drop()
 
     def close(self) -> None:
-        if self._holder is not None:
-            try:
-                self.release(self._holder)
-            except BackendError:
-                pass  # the lease expires on its own; closing must not fail on an outage
+        super().close()
         with self._lock:
             self._conn.drop()  # a standby keeps it open between attempts
 
@@ -178,7 +160,7 @@ class AdvisoryLockLeadership:
         return row is not None and row[0] > 0
 
 
-class LeaseRowLeadership:
+class LeaseRowLeadership(LeaderLock):
     """SQLite: one row names the holder and when its lease expires.
 
     One machine shares the file, so there is no session to die with the leader: a dead
@@ -186,8 +168,8 @@ class LeaseRowLeadership:
     """
 
     def __init__(self, database: Database) -> None:
+        super().__init__()
         self._db = database
-        self._holder: str | None = None
 
     def acquire(self, instance_id: str, lease_seconds: float) -> bool:
         now = utcnow()
@@ -223,13 +205,6 @@ class LeaseRowLeadership:
         self._update(instance_id, holder=None, expires_at=None)
         if self._holder == instance_id:
             self._holder = None
-
-    def close(self) -> None:
-        if self._holder is not None:
-            try:
-                self.release(self._holder)
-            except BackendError:
-                pass  # the lease expires on its own; closing must not fail on an outage
 
     def _update(self, instance_id: str, **values: Any) -> bool:
         lease = schema.lease
