@@ -256,70 +256,169 @@ def test_keyword_errors_name_the_field(fields: dict[str, str | int], message: st
 # -- cron(8): daylight saving time -------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("expression", "zone", "after", "expected"),
-    [
-        # Europe/Berlin, 2026-03-29: 02:00 CET becomes 03:00 CEST
-        ("30 2 * * *", "Europe/Berlin", "2026-03-28 12:00", ["2026-03-29 03:00+0200"]),
-        # America/New_York, 2026-03-08: 02:00 EST becomes 03:00 EDT
-        ("30 2 * * *", "America/New_York", "2026-03-07 12:00", ["2026-03-08 03:00-0400"]),
-        # Australia/Sydney, 2026-10-04: 02:00 AEST becomes 03:00 AEDT
-        ("30 2 * * *", "Australia/Sydney", "2026-10-03 12:00", ["2026-10-04 03:00+1100"]),
-        # Australia/Lord_Howe, 2026-10-04: 02:00 becomes 02:30 (a half-hour change)
-        ("15 2 * * *", "Australia/Lord_Howe", "2026-10-03 12:00", ["2026-10-04 02:30+1100"]),
-        # America/Santiago, 2026-09-06: midnight becomes 01:00
-        ("0 0 * * *", "America/Santiago", "2026-09-05 12:00", ["2026-09-06 01:00-0300"]),
-        # several skipped times of one job: it runs once
-        (
-            "0,30 2 * * *",
-            "Europe/Berlin",
-            "2026-03-28 12:00",
-            ["2026-03-29 03:00+0200", "2026-03-30 02:00+0200"],
-        ),
-    ],
-)
-def test_fixed_time_in_the_gap_runs_right_after_the_jump(
-    expression: str, zone: str, after: str, expected: list[str]
-) -> None:
-    assert local_fires(expression, zone, after, len(expected)) == expected
+# a fixed-time job whose time is skipped runs right after the jump
+FIXED_IN_GAP = [
+    # Europe/Berlin, 2026-03-29: 02:00 CET becomes 03:00 CEST
+    ("30 2 * * *", "Europe/Berlin", "2026-03-28 12:00", ["2026-03-29 03:00+0200"]),
+    # America/New_York, 2026-03-08: 02:00 EST becomes 03:00 EDT
+    ("30 2 * * *", "America/New_York", "2026-03-07 12:00", ["2026-03-08 03:00-0400"]),
+    # Australia/Sydney, 2026-10-04: 02:00 AEST becomes 03:00 AEDT
+    ("30 2 * * *", "Australia/Sydney", "2026-10-03 12:00", ["2026-10-04 03:00+1100"]),
+    # Australia/Lord_Howe, 2026-10-04: 02:00 becomes 02:30 (a half-hour change)
+    ("15 2 * * *", "Australia/Lord_Howe", "2026-10-03 12:00", ["2026-10-04 02:30+1100"]),
+    # America/Santiago, 2026-09-06: midnight becomes 01:00
+    ("0 0 * * *", "America/Santiago", "2026-09-05 12:00", ["2026-09-06 01:00-0300"]),
+    # several skipped times of one job: it runs once
+    (
+        "0,30 2 * * *",
+        "Europe/Berlin",
+        "2026-03-28 12:00",
+        ["2026-03-29 03:00+0200", "2026-03-30 02:00+0200"],
+    ),
+]
+
+# a fixed-time job in the repeated hour runs once, the first time
+FIXED_IN_REPEAT = [
+    # Europe/Berlin, 2026-10-25: 03:00 CEST becomes 02:00 CET
+    (
+        "0,30 2 * * *",
+        "Europe/Berlin",
+        "2026-10-24 12:00",
+        ["2026-10-25 02:00+0200", "2026-10-25 02:30+0200", "2026-10-26 02:00+0100"],
+    ),
+    # America/New_York, 2026-11-01: 02:00 EDT becomes 01:00 EST
+    (
+        "30 1 * * *",
+        "America/New_York",
+        "2026-10-31 12:00",
+        ["2026-11-01 01:30-0400", "2026-11-02 01:30-0500"],
+    ),
+    # Australia/Sydney, 2026-04-05: 03:00 AEDT becomes 02:00 AEST
+    (
+        "30 2 * * *",
+        "Australia/Sydney",
+        "2026-04-04 12:00",
+        ["2026-04-05 02:30+1100", "2026-04-06 02:30+1000"],
+    ),
+    # America/Havana, 2026-11-01: 01:00 becomes midnight
+    (
+        "30 0 * * *",
+        "America/Havana",
+        "2026-10-31 12:00",
+        ["2026-11-01 00:30-0400", "2026-11-02 00:30-0500"],
+    ),
+]
+
+# a wildcard job does not run at skipped times
+WILDCARD_IN_GAP = [
+    # no 02:00 on the spring night (it does not exist), and no stand-in 03:00
+    (
+        "0 */2 * * *",
+        "Europe/Berlin",
+        "2026-03-28 23:00",
+        ["2026-03-29 00:00+0100", "2026-03-29 04:00+0200"],
+    ),
+    (
+        "*/30 2 * * *",
+        "America/New_York",
+        "2026-03-08 01:00",
+        ["2026-03-09 02:00-0400", "2026-03-09 02:30-0400"],
+    ),
+    (
+        "15 * * * *",
+        "Australia/Sydney",
+        "2026-10-04 01:00",
+        ["2026-10-04 01:15+1000", "2026-10-04 03:15+1100"],
+    ),
+    # Lord Howe: the half hour from 02:30 still exists
+    (
+        "40 * * * *",
+        "Australia/Lord_Howe",
+        "2026-10-04 01:00",
+        ["2026-10-04 01:40+1030", "2026-10-04 02:40+1100"],
+    ),
+    # Santiago: the skipped midnight hour does not run
+    (
+        "*/30 0 * * *",
+        "America/Santiago",
+        "2026-09-05 12:00",
+        ["2026-09-07 00:00-0300", "2026-09-07 00:30-0300"],
+    ),
+]
+
+# a wildcard job runs at repeated times again
+WILDCARD_IN_REPEAT = [
+    (
+        "0 */2 * * *",
+        "Europe/Berlin",
+        "2026-10-24 23:00",
+        [
+            "2026-10-25 00:00+0200",
+            "2026-10-25 02:00+0200",
+            "2026-10-25 02:00+0100",
+            "2026-10-25 04:00+0100",
+        ],
+    ),
+    (
+        "*/30 1 * * *",
+        "America/New_York",
+        "2026-11-01 00:45",
+        [
+            "2026-11-01 01:00-0400",
+            "2026-11-01 01:30-0400",
+            "2026-11-01 01:00-0500",
+            "2026-11-01 01:30-0500",
+            "2026-11-02 01:00-0500",
+        ],
+    ),
+    (
+        "0 * * * *",
+        "Australia/Sydney",
+        "2026-04-05 01:30",
+        [
+            "2026-04-05 02:00+1100",
+            "2026-04-05 02:00+1000",
+            "2026-04-05 03:00+1000",
+        ],
+    ),
+]
+
+# a change of more than three hours is a clock correction
+CORRECTIONS = [
+    # Pacific/Apia skipped 2011-12-30 (24 hours forward): no stand-in run that day
+    ("0 12 * * *", "Pacific/Apia", "2011-12-29 13:00", ["2011-12-31 12:00+1400"]),
+    # Pacific/Kwajalein skipped 1993-08-21
+    ("0 12 * * *", "Pacific/Kwajalein", "1993-08-20 13:00", ["1993-08-22 12:00+1200"]),
+    # Antarctica/Casey, 2009-10-18: 02:00 became 05:00, exactly three hours forward
+    ("30 3 * * *", "Antarctica/Casey", "2009-10-17 12:00", ["2009-10-19 03:30+1100"]),
+    # Antarctica/Vostok, 1994-01-31: midnight became 17:00 the day before, seven hours
+    # back: the repeated 18:00 runs again
+    (
+        "0 18 * * *",
+        "Antarctica/Vostok",
+        "1994-01-31 12:00",
+        ["1994-01-31 18:00+0700", "1994-01-31 18:00+0000"],
+    ),
+]
+
+DAYLIGHT_SAVING_RULES = [
+    ("a fixed-time job whose time is skipped runs right after the jump", FIXED_IN_GAP),
+    ("a fixed-time job in the repeated hour runs once, the first time", FIXED_IN_REPEAT),
+    ("a wildcard job does not run at skipped times", WILDCARD_IN_GAP),
+    ("a wildcard job runs at repeated times again", WILDCARD_IN_REPEAT),
+    ("a change of more than three hours is a clock correction", CORRECTIONS),
+]
 
 
 @pytest.mark.parametrize(
     ("expression", "zone", "after", "expected"),
     [
-        # Europe/Berlin, 2026-10-25: 03:00 CEST becomes 02:00 CET
-        (
-            "0,30 2 * * *",
-            "Europe/Berlin",
-            "2026-10-24 12:00",
-            ["2026-10-25 02:00+0200", "2026-10-25 02:30+0200", "2026-10-26 02:00+0100"],
-        ),
-        # America/New_York, 2026-11-01: 02:00 EDT becomes 01:00 EST
-        (
-            "30 1 * * *",
-            "America/New_York",
-            "2026-10-31 12:00",
-            ["2026-11-01 01:30-0400", "2026-11-02 01:30-0500"],
-        ),
-        # Australia/Sydney, 2026-04-05: 03:00 AEDT becomes 02:00 AEST
-        (
-            "30 2 * * *",
-            "Australia/Sydney",
-            "2026-04-04 12:00",
-            ["2026-04-05 02:30+1100", "2026-04-06 02:30+1000"],
-        ),
-        # America/Havana, 2026-11-01: 01:00 becomes midnight
-        (
-            "30 0 * * *",
-            "America/Havana",
-            "2026-10-31 12:00",
-            ["2026-11-01 00:30-0400", "2026-11-02 00:30-0500"],
-        ),
+        pytest.param(*case, id=f"{rule}: {case[0]} in {case[1]}")
+        for rule, cases in DAYLIGHT_SAVING_RULES
+        for case in cases
     ],
 )
-def test_fixed_time_in_the_repeated_hour_runs_once_at_the_first(
-    expression: str, zone: str, after: str, expected: list[str]
-) -> None:
+def test_daylight_saving(expression: str, zone: str, after: str, expected: list[str]) -> None:
     assert local_fires(expression, zone, after, len(expected)) == expected
 
 
@@ -331,94 +430,6 @@ def test_fixed_time_is_not_repeated_when_looked_up_inside_the_second_pass() -> N
 
     assert fire is not None
     assert fire.strftime("%Y-%m-%d %H:%M%z") == "2026-10-26 02:30+0100"
-
-
-@pytest.mark.parametrize(
-    ("expression", "zone", "after", "expected"),
-    [
-        # no 02:00 on the spring night (it does not exist), and no stand-in 03:00
-        (
-            "0 */2 * * *",
-            "Europe/Berlin",
-            "2026-03-28 23:00",
-            ["2026-03-29 00:00+0100", "2026-03-29 04:00+0200"],
-        ),
-        (
-            "*/30 2 * * *",
-            "America/New_York",
-            "2026-03-08 01:00",
-            ["2026-03-09 02:00-0400", "2026-03-09 02:30-0400"],
-        ),
-        (
-            "15 * * * *",
-            "Australia/Sydney",
-            "2026-10-04 01:00",
-            ["2026-10-04 01:15+1000", "2026-10-04 03:15+1100"],
-        ),
-        # Lord Howe: the half hour from 02:30 still exists
-        (
-            "40 * * * *",
-            "Australia/Lord_Howe",
-            "2026-10-04 01:00",
-            ["2026-10-04 01:40+1030", "2026-10-04 02:40+1100"],
-        ),
-        # Santiago: the skipped midnight hour does not run
-        (
-            "*/30 0 * * *",
-            "America/Santiago",
-            "2026-09-05 12:00",
-            ["2026-09-07 00:00-0300", "2026-09-07 00:30-0300"],
-        ),
-    ],
-)
-def test_wildcard_job_follows_elapsed_time_over_the_gap(
-    expression: str, zone: str, after: str, expected: list[str]
-) -> None:
-    assert local_fires(expression, zone, after, len(expected)) == expected
-
-
-@pytest.mark.parametrize(
-    ("expression", "zone", "after", "expected"),
-    [
-        (
-            "0 */2 * * *",
-            "Europe/Berlin",
-            "2026-10-24 23:00",
-            [
-                "2026-10-25 00:00+0200",
-                "2026-10-25 02:00+0200",
-                "2026-10-25 02:00+0100",
-                "2026-10-25 04:00+0100",
-            ],
-        ),
-        (
-            "*/30 1 * * *",
-            "America/New_York",
-            "2026-11-01 00:45",
-            [
-                "2026-11-01 01:00-0400",
-                "2026-11-01 01:30-0400",
-                "2026-11-01 01:00-0500",
-                "2026-11-01 01:30-0500",
-                "2026-11-02 01:00-0500",
-            ],
-        ),
-        (
-            "0 * * * *",
-            "Australia/Sydney",
-            "2026-04-05 01:30",
-            [
-                "2026-04-05 02:00+1100",
-                "2026-04-05 02:00+1000",
-                "2026-04-05 03:00+1000",
-            ],
-        ),
-    ],
-)
-def test_wildcard_job_follows_elapsed_time_over_the_repeat(
-    expression: str, zone: str, after: str, expected: list[str]
-) -> None:
-    assert local_fires(expression, zone, after, len(expected)) == expected
 
 
 def test_wildcard_job_looked_up_in_the_first_pass_still_gets_the_second() -> None:
@@ -455,31 +466,6 @@ def test_no_fire_is_lost_next_to_a_clock_change(
     expression: str, zone: str, after: str, days: list[str]
 ) -> None:
     assert days_fired(expression, zone, after, len(days)) == days
-
-
-@pytest.mark.parametrize(
-    ("expression", "zone", "after", "expected"),
-    [
-        # Pacific/Apia skipped 2011-12-30 (24 hours forward): no stand-in run that day
-        ("0 12 * * *", "Pacific/Apia", "2011-12-29 13:00", ["2011-12-31 12:00+1400"]),
-        # Pacific/Kwajalein skipped 1993-08-21
-        ("0 12 * * *", "Pacific/Kwajalein", "1993-08-20 13:00", ["1993-08-22 12:00+1200"]),
-        # Antarctica/Casey, 2009-10-18: 02:00 became 05:00, exactly three hours forward
-        ("30 3 * * *", "Antarctica/Casey", "2009-10-17 12:00", ["2009-10-19 03:30+1100"]),
-        # Antarctica/Vostok, 1994-01-31: midnight became 17:00 the day before, seven hours
-        # back: the repeated 18:00 runs again
-        (
-            "0 18 * * *",
-            "Antarctica/Vostok",
-            "1994-01-31 12:00",
-            ["1994-01-31 18:00+0700", "1994-01-31 18:00+0000"],
-        ),
-    ],
-)
-def test_a_change_of_more_than_three_hours_is_a_clock_correction(
-    expression: str, zone: str, after: str, expected: list[str]
-) -> None:
-    assert local_fires(expression, zone, after, len(expected)) == expected
 
 
 def test_three_hours_back_is_still_daylight_saving_for_cronie() -> None:
