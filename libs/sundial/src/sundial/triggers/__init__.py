@@ -160,19 +160,20 @@ TriggerSpec = Annotated[CronSpec | IntervalSpec | DateSpec, Field(discriminator=
 def upcoming(
     spec: CronSpec | IntervalSpec | DateSpec, now: datetime, count: int = SAMPLE_FIRES
 ) -> list[datetime]:
-    """The next ``count`` fire times after ``now``, without jitter, in the trigger's zone."""
-    trigger = spec.model_copy(update={"jitter": None}).build()
+    """The next ``count`` fire times from ``now`` on, without jitter, in the trigger's zone
+    (fewer when it stops firing or would fire past the year 9999)."""
     fires: list[datetime] = []
-    previous: datetime | None = None
-    while len(fires) < count:
-        try:
+    try:
+        trigger = spec.model_copy(update={"jitter": None}).build()
+        previous: datetime | None = None
+        while len(fires) < count:
             fire: datetime | None = trigger.get_next_fire_time(previous, now)
-        except OverflowError:  # the next one would lie past the year 9999
-            break
-        if fire is None:
-            break
-        fires.append(fire)
-        previous = fire
+            if fire is None:
+                break
+            fires.append(fire)
+            previous = fire
+    except OverflowError:
+        pass
     return fires
 
 
