@@ -55,6 +55,7 @@ def fill(url: str, count: int) -> dict[str, float]:
     trigger = spec.build()
     now = utcnow()
     next_run = trigger.get_next_fire_time(None, now)
+    assert next_run is not None, f"{YEARLY!r} always fires again"
     template = JobView(
         id="template",
         name="template",

@@ -22,14 +22,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
 from benchmarks import probe
 from benchmarks.stores import plain_store
 from sundial.backends import RunCursor, open_backend
 from sundial.config import Settings
-from sundial.jobs import Registry, cron
+from sundial.jobs import Registry, every
 from sundial.logging import configure_logging
 from sundial.models import Outcome
 from sundial_scheduler.service import SundialScheduler
@@ -94,7 +94,7 @@ async def sundial_lag(
     registry = Registry()
     for index in range(jobs):
         registry.job(
-            cron(second="*"),
+            every(seconds=1),
             id=job_id(index),
             misfire_grace_time=GRACE_SECONDS,
             max_instances=MAX_INSTANCES,
@@ -173,7 +173,7 @@ async def plain_lag(
         },
         timezone=UTC,
     )
-    trigger = CronTrigger(second="*", timezone=UTC)
+    trigger = IntervalTrigger(seconds=1, timezone=UTC)
     for index in range(jobs):
         scheduler.add_job(probe.probe, trigger, id=job_id(index), kwargs={"job_id": job_id(index)})
     begun = time.monotonic()

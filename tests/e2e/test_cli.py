@@ -299,6 +299,21 @@ def test_reschedule_needs_exactly_one_trigger(stack: Stack) -> None:
     assert "exactly one of --cron, --every, --at" in result.stderr
 
 
+def test_preview_shows_a_cron_trigger_in_words_and_its_next_fires(stack: Stack) -> None:
+    result = sundial(stack, "preview", "--cron", "30 2 * * sun", "--timezone", "Asia/Tokyo")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("At 02:30 on Sunday (Asia/Tokyo)  cron '30 2 * * sun'")
+    assert len(lines) == 6
+    assert all(line.strip().startswith("Sun ") and " 02:30 JST " in line for line in lines[1:])
+
+
+def test_preview_refuses_invalid_cron_naming_field_value_and_rule(stack: Stack) -> None:
+    result = sundial(stack, "preview", "--cron", "*/0 * * * *")
+    assert result.returncode == 1
+    assert "minute field '*/0': step must be at least 1" in result.stderr
+
+
 def test_rejected_command_exits_1_with_the_reason(stack: Stack) -> None:
     result = sundial(stack, "jobs", "run", REJECTED_JOB)
     assert result.returncode == 1

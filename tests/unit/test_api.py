@@ -356,7 +356,10 @@ def test_invalid_cron_message_names_the_expression(client: TestClient) -> None:
     response = client.patch("/api/v1/jobs/daily_reports", json=body, headers=AUTH)
     assert response.status_code == 422
     message = error_of(response)["message"]
-    assert message.startswith("trigger.cron: invalid cron expression '0 25 * * *'"), message
+    assert message.startswith(
+        "trigger.cron.expression: invalid cron expression '0 25 * * *': "
+        "hour field '25': 25 is out of range 0-23"
+    ), message
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,7 @@ def test_cron_text_defines_a_daily_job_at_six_utc() -> None:
 def test_cron_fields_with_day_of_week_name() -> None:
     definition = define(cron(hour=2, minute=30, day_of_week="sun"), id="weekly")
 
-    assert definition.trigger.fields == {"hour": "2", "minute": "30", "day_of_week": "sun"}
+    assert definition.trigger.expression == "30 2 * * sun"
     # 2025-01-15 is a Wednesday: the next Sundays are the 19th and the 26th.
     assert next_fires(definition, datetime(2025, 1, 15, tzinfo=UTC), 2) == [
         datetime(2025, 1, 19, 2, 30, tzinfo=UTC),

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import httpx
 import typer
@@ -434,6 +435,32 @@ def _trigger(*, cron: str | None, every: str | None, at: str | None, timezone: s
             raise typer.BadParameter(str(error), param_hint="--every") from None
         return {"type": "interval", "seconds": seconds, "timezone": timezone}
     return {"type": "date", "run_at": at, "timezone": timezone}
+
+
+@app.command("preview")
+def preview(
+    cron: Annotated[str | None, typer.Option(help="crontab text, e.g. '30 2 * * sun'")] = None,
+    every: Annotated[str | None, typer.Option(help="interval, e.g. 15m, 1h30m, 2d")] = None,
+    at: Annotated[str | None, typer.Option(help="once, at an ISO 8601 time with offset")] = None,
+    timezone: Annotated[str, typer.Option(help="IANA time zone of the trigger")] = "UTC",
+    count: Annotated[int, typer.Option(min=1, max=50, help="fire times to list")] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a trigger in words and its next fire times, checked as saving it would be."""
+    trigger = _trigger(cron=cron, every=every, at=at, timezone=timezone)
+    answer = api().request(
+        "POST", "/api/v1/triggers/preview", json={"trigger": trigger, "count": count}
+    )
+    if as_json:
+        print_json(answer)
+        return
+    console.print(f"[bold]{answer['trigger_in_words']}[/]  {answer['trigger_text']}")
+    zone = ZoneInfo(timezone)
+    for fire in answer["next_fire_times"]:
+        moment = datetime.fromisoformat(fire)
+        console.print(
+            f"  {moment.astimezone(zone):%a %Y-%m-%d %H:%M %Z}  ({when(fire)})", highlight=False
+        )
 
 
 # runs -----------------------------------------------------------------------------------

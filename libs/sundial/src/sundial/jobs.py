@@ -60,11 +60,19 @@ def cron(
     end_date: datetime | None = None,
     **fields: str | int,
 ) -> CronSpec:
-    """A cron trigger: ``cron("0 6 * * *")`` or ``cron(hour=2, minute=30)``."""
+    """A cron trigger from crontab text, ``cron("0 6 * * *")``, or from crontab fields by
+    name, ``cron(hour=2, minute=30, day_of_week="sun")``.
+
+    The text means what crontab(5) means. Keyword fields are crontab's fields (minute,
+    hour, day, month, day_of_week) with crontab's numbering (``day_of_week=0`` is Sunday)
+    and its day rule: with both ``day`` and ``day_of_week`` given, either one matching
+    is enough. Fields finer than the coarsest one given start at their first value, so
+    ``cron(hour=2)`` is ``0 2 * * *``.
+    """
     # Unvalidated here: ``@job`` validates it, so the error can name the job.
     return CronSpec.model_construct(
         expression=expression,
-        fields={name: str(value) for name, value in fields.items()},
+        fields=fields or None,
         timezone=timezone,
         jitter=jitter,
         start_date=start_date,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from sundial.jobs import JOB_ID_PATTERN
 from sundial.models import (
@@ -18,7 +18,7 @@ from sundial.models import (
     JobState,
     Outcome,
 )
-from sundial.triggers import TriggerSpec
+from sundial.triggers import SAMPLE_FIRES, TriggerSpec, in_words, upcoming
 
 JOB_ID_RULE = "1-200 letters, digits, '_', '-', '.', ':', starting with a letter or digit"
 HealthStatus = Literal["healthy", "degraded", "unhealthy"]
@@ -88,6 +88,20 @@ class JobDetail(JobSummary):
     updated_at: datetime
     running: list[RunOut]
     recent: RecentStats
+
+    @computed_field(description="the trigger in English words")  # type: ignore[prop-decorator]
+    @property
+    def trigger_in_words(self) -> str:
+        return in_words(self.trigger)
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description=f"the next {SAMPLE_FIRES} fire times from now; none while paused"
+    )
+    @property
+    def next_fire_times(self) -> list[datetime]:
+        if self.state is JobState.PAUSED:
+            return []
+        return upcoming(self.trigger, datetime.now(UTC))
 
 
 class JobPage(BaseModel):
@@ -228,3 +242,32 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "invalid input; the message names the field"},
     503: {"model": ErrorResponse, "description": "the backend is unreachable"},
 }
+
+
+# triggers -------------------------------------------------------------------------------
+#: the most fire times one preview lists
+MAX_PREVIEW_FIRES = 50
+
+
+class TriggerPreviewRequest(BaseModel):
+    """A trigger to check before saving it, e.g. ``{"trigger": {"type": "cron",
+    "expression": "30 2 * * sun", "timezone": "Europe/Berlin"}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trigger: TriggerSpec
+    count: int = Field(
+        default=SAMPLE_FIRES, ge=1, le=MAX_PREVIEW_FIRES, description="fire times to list"
+    )
+
+
+class TriggerPreview(BaseModel):
+    """What a trigger means: in words, and when it fires next."""
+
+    trigger: TriggerSpec = Field(description="the trigger as it would be saved")
+    trigger_text: str = Field(description="the trigger as the catalog names it")
+    trigger_in_words: str
+    next_fire_times: list[datetime] = Field(description="from now, in the trigger's time zone")
+    expected_interval_seconds: float | None = Field(
+        description="the longest gap between fires in a sample; null for one-off triggers"
+    )
