@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,66 +16,22 @@ import uvicorn
 from fakes import FakeBackend  # tests/ is on sys.path (rootdir conftest)
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
+from records import NOW, leader, make_job, make_run
 
 from sundial.config import Settings, get_settings
 from sundial.models import (
     CommandKind,
     CommandState,
-    Instance,
-    InstanceRole,
     JobOptions,
     JobState,
-    JobView,
     Outcome,
-    Run,
 )
-from sundial.triggers import CronSpec, IntervalSpec
+from sundial.triggers import IntervalSpec
 from sundial_api.events import EventFeed
 from sundial_api.main import create_app
 
 TOKEN = "unit-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-NOW = datetime.now(UTC)
-
-
-def make_job(job_id: str, **changes: Any) -> JobView:
-    trigger = changes.pop("trigger", CronSpec(expression="*/5 * * * *"))
-    changes.setdefault("next_run_time", NOW + timedelta(minutes=5))
-    return JobView(
-        id=job_id,
-        name=job_id.replace("_", " ").title(),
-        func=f"jobs.example:{job_id}",
-        trigger=trigger,
-        trigger_text=trigger.describe(),
-        **changes,
-    )
-
-
-def make_run(job_id: str, outcome: Outcome, minutes_ago: float, **changes: Any) -> Run:
-    scheduled = NOW - timedelta(minutes=minutes_ago)
-    final = outcome is not Outcome.RUNNING
-    return Run(
-        job_id=job_id,
-        scheduled_time=scheduled,
-        started_at=scheduled,
-        finished_at=scheduled + timedelta(seconds=2) if final else None,
-        duration_seconds=2.0 if final else None,
-        outcome=outcome,
-        instance_id="sched-1",
-        **changes,
-    )
-
-
-def leader(age_seconds: float = 0.5, instance_id: str = "sched-1") -> Instance:
-    return Instance(
-        id=instance_id,
-        host="host-a",
-        pid=42,
-        role=InstanceRole.LEADER,
-        version="0.1.0",
-        started_at=NOW - timedelta(hours=1),
-        last_seen=datetime.now(UTC) - timedelta(seconds=age_seconds),
-    )
 
 
 @pytest.fixture
