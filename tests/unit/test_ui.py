@@ -119,6 +119,13 @@ def log_in(client: TestClient, token: str = TOKEN) -> httpx.Response:
     )
 
 
+def htmx_post(client: TestClient, path: str, csrf: str) -> httpx.Response:
+    """A confirmed action as htmx sends it: the CSRF token in a header."""
+    return client.post(
+        path, data={"confirmed": "yes"}, headers={"HX-Request": "true", "X-CSRF-Token": csrf}
+    )
+
+
 def row(page: str, job_id: str) -> str:
     found = re.search(rf'<tr id="job-{re.escape(job_id)}".*?</tr>', page, re.DOTALL)
     assert found, f"no row for {job_id}"
@@ -453,11 +460,7 @@ def test_forms_without_the_csrf_token_are_refused(client: TestClient, backend: F
         response = client.post("/ui/jobs/daily_reports/pause", data=data)
         assert response.status_code == 403
         assert "did not come from this site" in response.text
-    forged = client.post(
-        "/ui/jobs/daily_reports/pause",
-        data={"confirmed": "yes"},
-        headers={"HX-Request": "true", "X-CSRF-Token": "forged"},
-    )
+    forged = htmx_post(client, "/ui/jobs/daily_reports/pause", "forged")
     assert forged.status_code == 403
     assert backend.commands == {}
 
@@ -485,11 +488,7 @@ def test_an_htmx_action_queues_the_command_and_shows_that_it_was_applied(
 ) -> None:
     client, csrf = operator
     finish_commands(backend, CommandState.APPLIED, None)
-    response = client.post(
-        "/ui/jobs/daily_reports/pause",
-        data={"confirmed": "yes"},
-        headers={"HX-Request": "true", "X-CSRF-Token": csrf},
-    )
+    response = htmx_post(client, "/ui/jobs/daily_reports/pause", csrf)
     assert response.status_code == 200
     assert text(response.text) == "Pause daily_reports: applied."
     [command] = backend.commands.values()
@@ -501,11 +500,7 @@ def test_a_rejected_command_shows_the_reason(
 ) -> None:
     client, csrf = operator
     finish_commands(backend, CommandState.REJECTED, "function is not registered")
-    response = client.post(
-        "/ui/jobs/daily_reports/run",
-        data={"confirmed": "yes"},
-        headers={"HX-Request": "true", "X-CSRF-Token": csrf},
-    )
+    response = htmx_post(client, "/ui/jobs/daily_reports/run", csrf)
     assert text(response.text) == "Run now daily_reports: rejected: function is not registered."
 
 
@@ -514,11 +509,7 @@ def test_a_command_still_pending_is_polled_until_it_finishes(
 ) -> None:
     client, csrf = operator
     monkeypatch.setattr(routes, "COMMAND_WAIT_SECONDS", 0.1)
-    pending = client.post(
-        "/ui/jobs/daily_reports/resume",
-        data={"confirmed": "yes"},
-        headers={"HX-Request": "true", "X-CSRF-Token": csrf},
-    ).text
+    pending = htmx_post(client, "/ui/jobs/daily_reports/resume", csrf).text
     assert "waiting for the scheduler leader" in pending
     poll = re.search(r'hx-get="(/ui/commands/[^"]+)" hx-trigger="load delay:1s"', pending)
     assert poll
@@ -553,11 +544,7 @@ def test_without_javascript_an_action_asks_first_then_returns_to_the_page_with_t
 
 def test_an_action_on_an_unknown_job_is_a_404(operator: tuple[TestClient, str]) -> None:
     client, csrf = operator
-    response = client.post(
-        "/ui/jobs/no_such_job/pause",
-        data={"confirmed": "yes"},
-        headers={"HX-Request": "true", "X-CSRF-Token": csrf},
-    )
+    response = htmx_post(client, "/ui/jobs/no_such_job/pause", csrf)
     assert response.status_code == 404 and "no_such_job" in response.text
 
 

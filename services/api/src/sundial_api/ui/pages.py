@@ -67,6 +67,10 @@ def _grouped(runs: list[RunOut], key: str) -> dict[str, list[RunOut]]:
     return dict(groups)
 
 
+def _query(params: dict[str, str | None]) -> str:
+    return urlencode({key: value for key, value in params.items() if value is not None})
+
+
 # the jobs page ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class JobFilters:
@@ -82,14 +86,15 @@ class JobFilters:
 
     def query(self, *, cursor: str | None) -> str:
         """The page's query string with ``cursor`` in place of the current one."""
-        params = {
-            "state": self.state,
-            "tag": self.tag,
-            "outcome": self.outcome,
-            "q": self.text,
-            "cursor": cursor,
-        }
-        return urlencode({key: value for key, value in params.items() if value is not None})
+        return _query(
+            {
+                "state": self.state,
+                "tag": self.tag,
+                "outcome": self.outcome,
+                "q": self.text,
+                "cursor": cursor,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -169,21 +174,25 @@ def next_fire_times(job: JobView, count: int = NEXT_FIRES_SHOWN) -> list[datetim
 
 
 @dataclass(frozen=True)
+class HistoryFilter:
+    """Which of a job's runs its page shows: an outcome, and from where (newest first)."""
+
+    outcome: Outcome | None = None
+    cursor: str | None = None
+
+    def query(self, *, cursor: str | None) -> str:
+        return _query({"outcome": self.outcome, "cursor": cursor})
+
+
+@dataclass(frozen=True)
 class JobPage:
     detail: JobDetail
     next_fires: list[datetime]
     runs: RunPage
-    runs_outcome: Outcome | None
-    runs_cursor: str | None
-
-    def runs_query(self, *, cursor: str | None) -> str:
-        params = {"outcome": self.runs_outcome, "cursor": cursor}
-        return urlencode({key: value for key, value in params.items() if value is not None})
+    history: HistoryFilter
 
 
-def job_page_data(
-    backend: Backend, job_id: str, *, runs_outcome: Outcome | None, runs_cursor: str | None
-) -> JobPage | None:
+def job_page_data(backend: Backend, job_id: str, history: HistoryFilter) -> JobPage | None:
     """The job and a page of its runs; None if there is no such job."""
     job = backend.get_job(job_id)
     if job is None:
@@ -194,13 +203,12 @@ def job_page_data(
         runs=run_page(
             backend,
             job_id=job_id,
-            outcome=runs_outcome,
+            outcome=history.outcome,
             since=None,
-            before=decode_run_cursor(runs_cursor) if runs_cursor else None,
+            before=decode_run_cursor(history.cursor) if history.cursor else None,
             limit=RUNS_PER_PAGE,
         ),
-        runs_outcome=runs_outcome,
-        runs_cursor=runs_cursor,
+        history=history,
     )
 
 

@@ -29,11 +29,12 @@ from sundial_api.commanding import command_out, require_job, submit
 from sundial_api.deps import BackendDep, SettingsDep
 from sundial_api.errors import ApiError, describe_validation
 from sundial_api.events import stream
-from sundial_api.schemas import CommandOut
+from sundial_api.schemas import CommandOut, SchedulerStatus
 from sundial_api.ui.actions import ACTIONS
 from sundial_api.ui.live import POLL_SECONDS, Fragment, PageFeed, Rows, banner_fragment
 from sundial_api.ui.pages import (
     Banner,
+    HistoryFilter,
     JobFilters,
     instances_page,
     job_page_data,
@@ -181,9 +182,14 @@ def _choice(kind: type[E], value: str | None, name: str) -> E | None:
         raise ApiError(400, "bad_request", f"{name} {value!r} is not one of: {choices}") from None
 
 
-def _filters(
-    state: str | None, tag: str | None, outcome: str | None, q: str | None, cursor: str | None
+def _job_filters(
+    state: str | None = None,
+    tag: str | None = None,
+    outcome: str | None = None,
+    q: str | None = None,
+    cursor: str | None = None,
 ) -> JobFilters:
+    """The jobs page's filters, from its query string (a form's empty fields: no filter)."""
     return JobFilters(
         state=_choice(JobState, state, "state"),
         tag=tag.strip() or None if tag else None,
@@ -191,6 +197,14 @@ def _filters(
         text=q.strip() or None if q else None,
         cursor=cursor or None,
     )
+
+
+def _history_filter(outcome: str | None = None, cursor: str | None = None) -> HistoryFilter:
+    return HistoryFilter(_choice(Outcome, outcome, "outcome"), cursor or None)
+
+
+JobFiltersDep = Annotated[JobFilters, Depends(_job_filters)]
+HistoryFilterDep = Annotated[HistoryFilter, Depends(_history_filter)]
 
 
 def _command(backend: Backend, command_id: str | None) -> CommandOut | None:
@@ -217,14 +231,9 @@ def jobs(
     request: Request,
     session: SessionDep,
     backend: BackendDep,
-    state: str | None = None,
-    tag: str | None = None,
-    outcome: str | None = None,
-    q: str | None = None,
-    cursor: str | None = None,
+    filters: JobFiltersDep,
     command: str | None = None,
 ) -> HTMLResponse:
-    filters = _filters(state, tag, outcome, q, cursor)
     banner, _ = scheduler_state(backend, _lease(request))
     return _show(
         request,
@@ -242,13 +251,10 @@ def job(
     session: SessionDep,
     backend: BackendDep,
     job_id: str,
-    outcome: str | None = None,
-    cursor: str | None = None,
+    history: HistoryFilterDep,
     command: str | None = None,
 ) -> HTMLResponse:
-    data = job_page_data(
-        backend, job_id, runs_outcome=_choice(Outcome, outcome, "outcome"), runs_cursor=cursor
-    )
+    data = job_page_data(backend, job_id, history)
     if data is None:
         raise ApiError(404, "not_found", f"There is no job with id {job_id!r} (any more).")
     banner, _ = scheduler_state(backend, _lease(request))
@@ -290,13 +296,20 @@ def command_state(
 
 
 # live feeds: one per page, the page's path under /ui/live ---------------------------------
+#: what a page's feed re-reads each tick, given who is looking and the schedulers' state
+LiveRead = Callable[[Viewer, SchedulerStatus], list[Fragment | Rows]]
+
+
 def _live(
-    request: Request, session: Session, read: Callable[[Viewer], list[Fragment | Rows]]
+    request: Request, session: Session, backend: Backend, read: LiveRead
 ) -> StreamingResponse:
+    """The feed of the page at this path without ``/live``, its banner included."""
     page_url = _page_url(request).replace(LIVE_PREFIX, "/ui", 1)
+    lease = _lease(request)
 
     def tick_parts() -> list[Fragment | Rows]:
-        return read(_viewer(request, session, page_url))
+        banner, status = scheduler_state(backend, lease)
+        return [banner_fragment(banner), *read(_viewer(request, session, page_url), status)]
 
     return StreamingResponse(
         stream(PageFeed(tick_parts), request.is_disconnected, poll_seconds=POLL_SECONDS),
@@ -305,34 +318,24 @@ def _live(
     )
 
 
+def _fragment(element_id: str, template: str, **context: Any) -> Fragment:
+    return Fragment(element_id, render(template, oob=True, **context))
+
+
 @router.get("/live/jobs")
 def live_jobs(
-    request: Request,
-    session: SessionDep,
-    backend: BackendDep,
-    state: str | None = None,
-    tag: str | None = None,
-    outcome: str | None = None,
-    q: str | None = None,
-    cursor: str | None = None,
+    request: Request, session: SessionDep, backend: BackendDep, filters: JobFiltersDep
 ) -> StreamingResponse:
     # the page's rows, found once: a row stays while the page is open, whatever changes
-    filters = _filters(state, tag, outcome, q, cursor)
     shown = [row.job_id for row in jobs_page(backend, filters).rows]
-    lease = _lease(request)
 
-    def read(viewer: Viewer) -> list[Fragment | Rows]:
-        banner, _ = scheduler_state(backend, lease)
-        rows = [
-            Fragment(
-                f"job-{row.job_id}",
-                render("partials/job_row.html", row=row, viewer=viewer, oob=True),
-            )
+    def read(viewer: Viewer, status: SchedulerStatus) -> list[Fragment | Rows]:
+        return [
+            _fragment(f"job-{row.job_id}", "partials/job_row.html", row=row, viewer=viewer)
             for row in job_rows(backend, shown)
         ]
-        return [banner_fragment(banner), *rows]
 
-    return _live(request, session, read)
+    return _live(request, session, backend, read)
 
 
 @router.get("/live/jobs/{job_id}")
@@ -341,68 +344,49 @@ def live_job(
     session: SessionDep,
     backend: BackendDep,
     job_id: str,
-    outcome: str | None = None,
-    cursor: str | None = None,
+    history: HistoryFilterDep,
 ) -> StreamingResponse:
-    runs_outcome = _choice(Outcome, outcome, "outcome")
-    lease = _lease(request)
-
-    def read(viewer: Viewer) -> list[Fragment | Rows]:
-        banner, _ = scheduler_state(backend, lease)
-        data = job_page_data(backend, job_id, runs_outcome=runs_outcome, runs_cursor=cursor)
-        status = render("partials/job_status.html", data=data, viewer=viewer, oob=True)
-        parts: list[Fragment | Rows] = [banner_fragment(banner), Fragment("job-status", status)]
+    def read(viewer: Viewer, status: SchedulerStatus) -> list[Fragment | Rows]:
+        data = job_page_data(backend, job_id, history)
+        parts: list[Fragment | Rows] = [
+            _fragment("job-status", "partials/job_status.html", data=data, viewer=viewer)
+        ]
         # later pages of the history stay as they are; the first grows as runs happen
-        if data is not None and cursor is None:
-            parts.append(
-                Rows(
-                    body_id="job-runs",
-                    whole=render(
-                        "partials/run_rows.html", runs=data.runs.items, viewer=viewer, oob=True
-                    ),
-                    rows=[
-                        (
-                            f"run-{item.run_id}",
-                            render("partials/run_row.html", run=item, viewer=viewer, oob=False),
-                            render("partials/run_row.html", run=item, viewer=viewer, oob=True),
-                        )
-                        for item in data.runs.items
-                    ],
+        if data is not None and history.cursor is None:
+            runs = data.runs.items
+            rows = [
+                (
+                    f"run-{item.run_id}",
+                    render("partials/run_row.html", run=item, viewer=viewer, oob=False),
+                    render("partials/run_row.html", run=item, viewer=viewer, oob=True),
                 )
-            )
+                for item in runs
+            ]
+            whole = render("partials/run_rows.html", runs=runs, viewer=viewer, oob=True)
+            parts.append(Rows(body_id="job-runs", whole=whole, rows=rows))
         return parts
 
-    return _live(request, session, read)
+    return _live(request, session, backend, read)
 
 
 @router.get("/live/runs/{run_id}")
 def live_run(
     request: Request, session: SessionDep, backend: BackendDep, run_id: str
 ) -> StreamingResponse:
-    lease = _lease(request)
+    def read(viewer: Viewer, status: SchedulerStatus) -> list[Fragment | Rows]:
+        data = run_page_data(backend, run_id)
+        return [_fragment("run-detail", "partials/run_detail.html", data=data, viewer=viewer)]
 
-    def read(viewer: Viewer) -> list[Fragment | Rows]:
-        banner, _ = scheduler_state(backend, lease)
-        detail = render(
-            "partials/run_detail.html", data=run_page_data(backend, run_id), viewer=viewer, oob=True
-        )
-        return [banner_fragment(banner), Fragment("run-detail", detail)]
-
-    return _live(request, session, read)
+    return _live(request, session, backend, read)
 
 
 @router.get("/live/instances")
 def live_instances(request: Request, session: SessionDep, backend: BackendDep) -> StreamingResponse:
-    lease = _lease(request)
+    def read(viewer: Viewer, status: SchedulerStatus) -> list[Fragment | Rows]:
+        data = instances_page(backend, status)
+        return [_fragment("instances", "partials/instances.html", data=data, viewer=viewer)]
 
-    def read(viewer: Viewer) -> list[Fragment | Rows]:
-        banner, status = scheduler_state(backend, lease)
-        table = render(
-            "partials/instances.html", data=instances_page(backend, status), viewer=viewer, oob=True
-        )
-        return [banner_fragment(banner), Fragment("instances", table)]
-
-    return _live(request, session, read)
+    return _live(request, session, backend, read)
 
 
 # login -----------------------------------------------------------------------------------
@@ -430,17 +414,29 @@ def _submitted_csrf(request: Request, field: str | None) -> str | None:
     return request.headers.get(CSRF_HEADER) or field
 
 
-@router.get("/login")
-def login_form(request: Request, session: SessionDep, next: str | None = None) -> HTMLResponse:
+def _login_page(
+    request: Request,
+    session: Session,
+    next_url: str,
+    *,
+    status: int = 200,
+    error: str | None = None,
+) -> HTMLResponse:
     return _show(
         request,
         session,
         "login.html",
         banner=Banner(),
         live=False,
-        next_url=_local(next),
-        error=None,
+        status=status,
+        next_url=next_url,
+        error=error,
     )
+
+
+@router.get("/login")
+def login_form(request: Request, session: SessionDep, next: str | None = None) -> HTMLResponse:
+    return _login_page(request, session, _local(next))
 
 
 @router.post("/login")
@@ -456,29 +452,12 @@ def login(
         return _refuse_csrf(request)
     target = _local(next)
     if settings.api_token is None:
-        return _show(
-            request,
-            session,
-            "login.html",
-            banner=Banner(),
-            live=False,
-            status=403,
-            next_url=target,
-            error=None,
-        )
+        # the page says that logins are disabled, and why
+        return _login_page(request, session, target, status=403)
     role = _codec(request).role_for(token)
     if role is None:
         log.warning("ui.login_refused", client=request.client.host if request.client else None)
-        return _show(
-            request,
-            session,
-            "login.html",
-            banner=Banner(),
-            live=False,
-            status=401,
-            next_url=target,
-            error="That is not the API token.",
-        )
+        return _login_page(request, session, target, status=401, error="That is not the API token.")
     log.info("ui.login", role=role.value)
     response = RedirectResponse(target, status_code=303)
     _codec(request).write(request, response, _codec(request).logged_in(role))
