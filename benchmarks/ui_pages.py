@@ -128,6 +128,7 @@ def pages(count: int) -> list[tuple[str, str]]:
         ("jobs page, last outcome failure", "/ui/jobs?outcome=failure"),
         ("jobs page, text found (q=number 4242)", "/ui/jobs?q=number%204242"),
         ("jobs page, text nowhere (one full scan)", "/ui/jobs?q=no-such-text"),
+        ("the jobs page's counts (loaded after it)", "/ui/job-counts"),
         ("a job's page", f"/ui/jobs/{job_id(count // 3 // RAN_EVERY * RAN_EVERY)}"),
         ("JSON API, 50 jobs (pair)", "/api/v1/jobs?limit=50"),
     ]

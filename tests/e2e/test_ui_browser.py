@@ -153,6 +153,7 @@ def test_the_jobs_page_lists_the_jobs(page: Page, stack: Stack) -> None:
     page.on("dialog", lambda dialog: dialogs.append(dialog))
     page.goto(f"{stack.url}/ui")
     expect(page).to_have_title("Jobs · Sundial")
+    expect(page.locator(".counts")).to_have_text("5 jobs: 5 scheduled, 0 paused.")
     for job_id in JOB_IDS:
         expect(page.locator(f"#job-{job_id}")).to_be_visible()
     reports = page.locator("#job-daily_reports")

@@ -163,7 +163,9 @@ def test_jobs_page_shows_state_trigger_next_and_last_run_streak_and_critical_fla
     page = client.get("/ui/jobs")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert "2 scheduled, 1 paused" in text(page.text)
+    # the page asks for its counts after itself
+    assert 'hx-get="/ui/job-counts"' in page.text
+    assert text(client.get("/ui/job-counts").text) == "3 jobs: 2 scheduled, 1 paused."
 
     reports = text(row(page.text, "daily_reports"))
     assert "Daily report generation" in reports and "critical" in reports

@@ -111,7 +111,6 @@ class JobsPage:
     filters: JobFilters
     rows: list[JobRow]
     next_cursor: str | None
-    counts: dict[JobState, int]
 
     @property
     def search_stopped(self) -> bool:
@@ -134,7 +133,6 @@ def jobs_page(backend: Backend, filters: JobFilters) -> JobsPage:
         filters=filters,
         rows=[JobRow(job.id, job, running.get(job.id, [])) for job in listed.items],
         next_cursor=listed.next_cursor,
-        counts=backend.count_jobs(),
     )
 
 

@@ -284,6 +284,13 @@ def instances(request: Request, session: SessionDep, backend: BackendDep) -> HTM
     )
 
 
+@router.get("/job-counts")
+def job_counts(request: Request, session: SessionDep, backend: BackendDep) -> HTMLResponse:
+    """How many jobs there are in each state, a fragment the jobs page loads after itself."""
+    counts = backend.count_jobs()
+    return page(request, _codec(request), session, "partials/job_counts.html", counts=counts)
+
+
 @router.get("/commands/{command_id}")
 def command_state(
     request: Request, session: SessionDep, backend: BackendDep, command_id: str
