@@ -151,6 +151,9 @@ def screenshot(page: Page, name: str) -> None:
 def test_the_jobs_page_lists_the_jobs(page: Page, stack: Stack) -> None:
     dialogs: list[Dialog] = []
     page.on("dialog", lambda dialog: dialogs.append(dialog))
+    # a file that failed to load or a script the page's CSP refused would show here
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     page.goto(f"{stack.url}/ui")
     expect(page).to_have_title("Jobs · Sundial")
     expect(page.locator(".counts")).to_have_text("5 jobs: 5 scheduled, 0 paused.")
@@ -166,6 +169,7 @@ def test_the_jobs_page_lists_the_jobs(page: Page, stack: Stack) -> None:
     # a job named like a script is shown as its name and runs nothing
     expect(page.locator("#job-escaped_name")).to_contain_text("<script>alert('owned')</script>")
     assert dialogs == []
+    assert errors == []
     # logged out: read-only, and the buttons say why
     run_now = page.get_by_role("button", name="Run now: Daily report generation")
     expect(run_now).to_be_disabled()
