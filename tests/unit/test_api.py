@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from api_harness import finish_first
 from fakes import FakeBackend  # tests/ is on sys.path (rootdir conftest)
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
@@ -189,23 +190,13 @@ def test_unknown_job_is_404_and_queues_nothing(
     assert backend.commands == {}
 
 
-def finish_commands(backend: FakeBackend, state: CommandState, reason: str | None) -> None:
-    """Play the scheduler leader: finish the first pending command."""
-    for _ in range(200):
-        pending = backend.pending_commands()
-        if pending:
-            backend.finish_command(pending[0].id, state, reason)
-            return
-        time.sleep(0.01)
-
-
 @pytest.mark.parametrize(
     ("state", "reason"), [(CommandState.APPLIED, None), (CommandState.REJECTED, "no such function")]
 )
 def test_wait_returns_the_finished_state(
     client: TestClient, backend: FakeBackend, state: CommandState, reason: str | None
 ) -> None:
-    leader_thread = threading.Thread(target=finish_commands, args=(backend, state, reason))
+    leader_thread = threading.Thread(target=finish_first, args=(backend, state, reason))
     leader_thread.start()
     response = client.post("/api/v1/jobs/daily_reports/pause?wait=5", headers=AUTH)
     leader_thread.join()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import itertools
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from api_harness import finish_first, serving
 from fakes import FakeBackend
 from fastapi.testclient import TestClient
 from markupsafe import escape
@@ -138,17 +137,8 @@ def text(fragment: str) -> str:
 
 
 def finish_commands(backend: FakeBackend, state: CommandState, reason: str | None) -> None:
-    """Play the leader: finish every pending command (in a thread, while a route waits)."""
-
-    def loop() -> None:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            for command in backend.pending_commands():
-                backend.finish_command(command.id, state, reason)
-                return
-            time.sleep(0.02)
-
-    threading.Thread(target=loop, daemon=True).start()
+    """Play the leader, in a thread, while a route waits for the command."""
+    threading.Thread(target=finish_first, args=(backend, state, reason), daemon=True).start()
 
 
 # pages ----------------------------------------------------------------------------------
@@ -555,20 +545,8 @@ def test_an_action_on_an_unknown_job_is_a_404(operator: tuple[TestClient, str]) 
 def live(backend: FakeBackend, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A real server on the fake backend, its feeds ticking fast."""
     monkeypatch.setattr(routes, "POLL_SECONDS", 0.05)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app = create_app(settings(), backend=backend)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(settings(), backend=backend)) as url:
+        yield url
 
 
 class Feed:
