@@ -34,6 +34,7 @@ up: $(ENV_FILE)  ## start the whole stack with Docker Compose and wait until it 
 	$(STACK) up -d --build --remove-orphans
 	@deploy/compose/wait-healthy.sh $(UP_TIMEOUT) $(STACK)
 	@printf '%s\n' "Sundial is up:" \
+	  "  Web UI        http://localhost:$${API_PORT:-8000}/ui" \
 	  "  API docs      http://localhost:$${API_PORT:-8000}/docs" \
 	  "  Grafana       http://localhost:$${GRAFANA_PORT:-3000}/d/sundial-overview" \
 	  "  Prometheus    http://localhost:$${PROMETHEUS_PORT:-9090}" \

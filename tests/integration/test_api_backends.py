@@ -4,7 +4,6 @@ metrics and the event stream. The scheduler's side of the command channel is pla
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from api_harness import finish_first, serving
 from fastapi.testclient import TestClient
 
 from sundial.backends import Backend
@@ -136,15 +135,6 @@ def test_runs_cursor_pagination(client: TestClient, backend: Backend) -> None:
     assert len(recent["items"]) == 2
 
 
-def finish_first(backend: Backend, state: CommandState, reason: str | None) -> None:
-    for _ in range(300):
-        pending = backend.pending_commands()
-        if pending:
-            backend.finish_command(pending[0].id, state, reason)
-            return
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize(
     ("method", "path", "body", "kind"),
     [
@@ -254,28 +244,11 @@ def test_catalog_metrics(client: TestClient, backend: Backend) -> None:
 
 
 # event stream over a real HTTP server ---------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server_url(backend: Backend, backend_url: str) -> Iterator[str]:
     backend.save_jobs([make_job("alpha")])
-    port = free_port()
-    app = create_app(Settings(backend_url=backend_url, api_token=TOKEN))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(Settings(backend_url=backend_url, api_token=TOKEN))) as url:
+        yield url
 
 
 def read_events(response: httpx.Response, wanted: int, timeout: float) -> list[tuple[str, str]]:

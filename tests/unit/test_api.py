@@ -7,76 +7,33 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
+from api_harness import finish_first
 from fakes import FakeBackend  # tests/ is on sys.path (rootdir conftest)
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
+from records import NOW, leader, make_job, make_run
 
 from sundial.config import Settings, get_settings
 from sundial.models import (
     CommandKind,
     CommandState,
-    Instance,
-    InstanceRole,
     JobOptions,
     JobState,
-    JobView,
     Outcome,
-    Run,
 )
-from sundial.triggers import CronSpec, IntervalSpec
+from sundial.triggers import IntervalSpec
 from sundial_api.events import EventFeed
 from sundial_api.main import create_app
 from sundial_api.metrics import CatalogCollector
 
 TOKEN = "unit-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-NOW = datetime.now(UTC)
-
-
-def make_job(job_id: str, **changes: Any) -> JobView:
-    trigger = changes.pop("trigger", CronSpec(expression="*/5 * * * *"))
-    changes.setdefault("next_run_time", NOW + timedelta(minutes=5))
-    return JobView(
-        id=job_id,
-        name=job_id.replace("_", " ").title(),
-        func=f"jobs.example:{job_id}",
-        trigger=trigger,
-        trigger_text=trigger.describe(),
-        **changes,
-    )
-
-
-def make_run(job_id: str, outcome: Outcome, minutes_ago: float, **changes: Any) -> Run:
-    scheduled = NOW - timedelta(minutes=minutes_ago)
-    final = outcome is not Outcome.RUNNING
-    return Run(
-        job_id=job_id,
-        scheduled_time=scheduled,
-        started_at=scheduled,
-        finished_at=scheduled + timedelta(seconds=2) if final else None,
-        duration_seconds=2.0 if final else None,
-        outcome=outcome,
-        instance_id="sched-1",
-        **changes,
-    )
-
-
-def leader(age_seconds: float = 0.5, instance_id: str = "sched-1") -> Instance:
-    return Instance(
-        id=instance_id,
-        host="host-a",
-        pid=42,
-        role=InstanceRole.LEADER,
-        version="0.1.0",
-        started_at=NOW - timedelta(hours=1),
-        last_seen=datetime.now(UTC) - timedelta(seconds=age_seconds),
-    )
 
 
 @pytest.fixture
@@ -234,23 +191,13 @@ def test_unknown_job_is_404_and_queues_nothing(
     assert backend.commands == {}
 
 
-def finish_commands(backend: FakeBackend, state: CommandState, reason: str | None) -> None:
-    """Play the scheduler leader: finish the first pending command."""
-    for _ in range(200):
-        pending = backend.pending_commands()
-        if pending:
-            backend.finish_command(pending[0].id, state, reason)
-            return
-        time.sleep(0.01)
-
-
 @pytest.mark.parametrize(
     ("state", "reason"), [(CommandState.APPLIED, None), (CommandState.REJECTED, "no such function")]
 )
 def test_wait_returns_the_finished_state(
     client: TestClient, backend: FakeBackend, state: CommandState, reason: str | None
 ) -> None:
-    leader_thread = threading.Thread(target=finish_commands, args=(backend, state, reason))
+    leader_thread = threading.Thread(target=finish_first, args=(backend, state, reason))
     leader_thread.start()
     response = client.post("/api/v1/jobs/daily_reports/pause?wait=5", headers=AUTH)
     leader_thread.join()

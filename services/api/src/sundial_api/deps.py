@@ -36,6 +36,11 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 BackendDep = Annotated[Backend, Depends(get_backend)]
 
 
+def token_matches(given: str, expected: str) -> bool:
+    """Constant-time comparison, so that timing does not reveal how much of a token matched."""
+    return secrets.compare_digest(given.encode(), expected.encode())
+
+
 def require_token(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -56,7 +61,7 @@ def require_token(
             "missing bearer token: send 'Authorization: Bearer <SUNDIAL_API_TOKEN>'",
             headers=challenge,
         )
-    if not secrets.compare_digest(credentials.credentials.encode(), settings.api_token.encode()):
+    if not token_matches(credentials.credentials, settings.api_token):
         raise ApiError(401, "unauthorized", "wrong bearer token", headers=challenge)
 
 

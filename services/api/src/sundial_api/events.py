@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
@@ -29,12 +30,19 @@ RUN_PAGE = 500
 #: running runs re-read per tick when they fell out of the recent listing
 MAX_RECHECKS = 50
 RETRY_MILLISECONDS = 2000
+_SSE_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
 class Event:
     name: str
-    data: dict[str, Any]
+    #: JSON for the API's feed; HTML for the UI's, which sends rendered fragments
+    data: dict[str, Any] | str
+
+
+class Feed(Protocol):
+    def tick(self) -> list[Event]:
+        """What changed since the previous tick (blocking; :func:`stream` runs it in a thread)."""
 
 
 class EventFeed:
@@ -121,12 +129,17 @@ def _job_data(job: JobView) -> dict[str, Any]:
 
 
 def format_event(event_id: int, event: Event) -> str:
-    data = json.dumps(event.data, separators=(",", ":"))
-    return f"id: {event_id}\nevent: {event.name}\ndata: {data}\n\n"
+    if isinstance(event.data, str):
+        text = event.data
+    else:
+        text = json.dumps(event.data, separators=(",", ":"))
+    # a data line ends at any of SSE's line breaks: text of several lines takes one each
+    data = "".join(f"data: {line}\n" for line in _SSE_LINE_BREAK.split(text))
+    return f"id: {event_id}\nevent: {event.name}\n{data}\n"
 
 
 async def stream(
-    feed: EventFeed,
+    feed: Feed,
     disconnected: Callable[[], Awaitable[bool]],
     *,
     poll_seconds: float = POLL_SECONDS,

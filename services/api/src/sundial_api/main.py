@@ -25,6 +25,7 @@ from sundial_api.errors import install_error_handlers
 from sundial_api.metrics import CatalogCollector, HttpMetrics, HttpMetricsMiddleware
 from sundial_api.middleware import RequestLimitsMiddleware
 from sundial_api.routes import commands, events, health, jobs, metrics, runs, scheduler, triggers
+from sundial_api.ui.routes import install_ui
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry))
     for module in (health, jobs, runs, commands, scheduler, events, metrics, triggers):
         app.include_router(module.router)
+    install_ui(app, settings)
     return app
 
 

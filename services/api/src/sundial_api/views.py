@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from sundial.backends import Backend, BackendError, RunCursor
+from sundial.constants import CATALOG_SCAN_PAGE
 from sundial.models import (
     FINAL_OUTCOMES,
     Instance,
@@ -45,6 +46,9 @@ from sundial_api.schemas import (
 #: recent-run statistics cover at most this many finished runs
 STATS_WINDOW = 50
 NEXT_RUNS_SHOWN = 10
+#: catalog entries one page of a text or outcome search reads at most, so that each page
+#: of a search through a large catalog answers in about the time of a few plain pages
+SEARCH_SCAN_LIMIT = 5_000
 EXECUTED = frozenset({Outcome.SUCCESS, Outcome.FAILURE, Outcome.TIMEOUT, Outcome.INTERRUPTED})
 
 
@@ -97,16 +101,57 @@ def job_summary(job: JobView, summary: RunSummary | None) -> JobSummary:
 
 
 def job_page(
-    backend: Backend, *, state: JobState | None, tag: str | None, after: str | None, limit: int
+    backend: Backend,
+    *,
+    state: JobState | None,
+    tag: str | None,
+    after: str | None,
+    limit: int,
+    text: str | None = None,
+    outcome: Outcome | None = None,
 ) -> JobPage:
-    jobs = backend.list_jobs(state=state, tag=tag, after=after, limit=limit + 1)
-    more = len(jobs) > limit
-    jobs = jobs[:limit]
-    summaries = backend.run_summaries([job.id for job in jobs]) if jobs else {}
-    return JobPage(
-        items=[job_summary(job, summaries.get(job.id)) for job in jobs],
-        next_cursor=encode_job_cursor(jobs[-1].id) if more else None,
-    )
+    """Jobs by id after ``after``; ``text`` and a last ``outcome`` narrow them further.
+
+    State and tag are the backend's own filters. Backends cannot search text or last
+    outcomes, so such a page scans the catalog, at most :data:`SEARCH_SCAN_LIMIT` entries
+    per page: fewer than ``limit`` items with a ``next_cursor`` means the scan stopped
+    there, and the next page searches on from that point.
+    """
+    if text is None and outcome is None:
+        jobs = backend.list_jobs(state=state, tag=tag, after=after, limit=limit + 1)
+        more = len(jobs) > limit
+        jobs = jobs[:limit]
+        summaries = backend.run_summaries([job.id for job in jobs]) if jobs else {}
+        return JobPage(
+            items=[job_summary(job, summaries.get(job.id)) for job in jobs],
+            next_cursor=encode_job_cursor(jobs[-1].id) if more else None,
+        )
+    needle = text.casefold() if text else ""
+    found: list[JobSummary] = []
+    scanned = 0
+    while True:
+        batch = backend.list_jobs(state=state, tag=tag, after=after, limit=CATALOG_SCAN_PAGE)
+        candidates = [job for job in batch if _mentions(job, needle)]
+        summaries = backend.run_summaries([job.id for job in candidates]) if candidates else {}
+        for job in candidates:
+            summary = summaries.get(job.id)
+            if outcome is not None and (summary is None or summary.last_outcome != outcome):
+                continue
+            if len(found) == limit:
+                # one match more than fits: the next page starts after the last one shown
+                return JobPage(items=found, next_cursor=encode_job_cursor(found[-1].id))
+            found.append(job_summary(job, summary))
+        scanned += len(batch)
+        if len(batch) < CATALOG_SCAN_PAGE:
+            return JobPage(items=found, next_cursor=None)
+        after = batch[-1].id
+        if scanned >= SEARCH_SCAN_LIMIT:
+            return JobPage(items=found, next_cursor=encode_job_cursor(after))
+
+
+def _mentions(job: JobView, needle: str) -> bool:
+    """Whether the job's id, name or function contains ``needle`` (casefolded)."""
+    return any(needle in text.casefold() for text in (job.id, job.name, job.func))
 
 
 def run_out(run: Run) -> RunOut:
@@ -228,7 +273,9 @@ def next_runs(jobs: Iterable[JobView], count: int = NEXT_RUNS_SHOWN) -> list[Nex
     ]
 
 
-def _problems(scheduler: SchedulerStatus, dead_after: float) -> tuple[list[str], list[str]]:
+def scheduler_problems(
+    scheduler: SchedulerStatus, dead_after: float
+) -> tuple[list[str], list[str]]:
     """(reasons for unhealthy, reasons for degraded)."""
     fatal: list[str] = []
     warnings: list[str] = []
@@ -269,7 +316,7 @@ def health_report(backend: Backend, dead_after: float) -> HealthDetailed:
             next_runs=[],
         )
     scheduler = scheduler_status(instances, now, dead_after)
-    fatal, warnings = _problems(scheduler, dead_after)
+    fatal, warnings = scheduler_problems(scheduler, dead_after)
     return HealthDetailed(
         status="unhealthy" if fatal else "degraded" if warnings else "healthy",
         problems=fatal + warnings,
