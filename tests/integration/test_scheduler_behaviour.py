@@ -3,28 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
-from datetime import timedelta
+import zoneinfo
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sample_jobs
+from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
 from scheduler_harness import apply, harness_settings, running_scheduler, wait_for, wait_for_runs
 
 from sundial.backends import Backend, open_backend
 from sundial.constants import MAINTENANCE_JOB_ID
-from sundial.jobs import Registry, every
+from sundial.jobs import Registry, cron, every
 from sundial.models import (
     Command,
     CommandKind,
     CommandState,
+    JobSource,
     JobState,
+    JobView,
     Outcome,
     Run,
     utcnow,
 )
+from sundial.triggers import CronSpec, WallClockCronTrigger
 from sundial_scheduler.engine import GuardedScheduler
 from sundial_scheduler.service import SundialScheduler
 from sundial_scheduler.term import LeaderTerm
@@ -314,3 +321,92 @@ async def test_a_slow_engine_start_keeps_the_lease_and_starts_once(
         scheduler.request_stop()
         await asyncio.wait_for(task, 30)
     assert len(starts) == 1
+
+
+async def test_a_store_written_by_the_previous_version_keeps_its_jobs(
+    backend_url: str, backend: Backend
+) -> None:
+    """The previous version stored cron jobs with APScheduler's CronTrigger (ANDed day
+    fields, Monday-based weekdays). Its rows load, and the jobs come back on crontab time:
+    a job created through the API is rebuilt from its catalog entry, not dropped."""
+    older = BackgroundScheduler(jobstores={"default": backend.create_jobstore()}, timezone=UTC)
+    older.start(paused=True)
+    # What the previous version stored for "0 6 1 * mon": only 1sts that are Mondays.
+    older.add_job(
+        sample_jobs.greet,
+        WallClockCronTrigger(minute="0", hour="6", day="1", day_of_week="mon", timezone=UTC),
+        id="digest",
+        kwargs={"name": "ops"},
+    )
+    older.shutdown(wait=False)
+    spec = CronSpec(expression="0 6 1 * mon")
+    backend.save_jobs(
+        [
+            JobView(
+                id="digest",
+                name="digest",
+                func="sample_jobs:greet",
+                trigger=spec,
+                trigger_text=spec.describe(),
+                kwargs={"name": "ops"},
+                source=JobSource.API,
+            )
+        ]
+    )
+    registry = Registry()
+    registry.task(sample_jobs.greet)
+
+    async with running_scheduler(backend_url, registry) as scheduler:
+        view = await wait_for(lambda: backend.get_job("digest"), 5)
+        stored = scheduler.catalog.view("digest")
+
+    expected = CronSpec(expression="0 6 1 * mon").build().get_next_fire_time(None, utcnow())
+    assert stored is not None and stored.next_run_time == expected
+    assert view.source is JobSource.API
+    assert view.next_run_time == expected
+    # Every Monday and every 1st (crontab's OR), so never more than a week away.
+    assert expected is not None and expected - utcnow() <= timedelta(days=7)
+
+
+def _spring_forward_zone(folder: Path, transition: datetime) -> str:
+    """A time zone, compiled with zic, whose clocks jump an hour ahead at ``transition``.
+
+    Its standard offset is chosen so that the jump happens at a whole wall-clock minute.
+    """
+    seconds = transition.second
+    until = transition.strftime("%Y %b %d %H:%M:%S")
+    source = folder / "spring.zi"
+    source.write_text(
+        f"Zone Test/Spring -0:00:{seconds:02d} - STD {until}u\n\t\t0:59:{60 - seconds:02d} - DST\n"
+        if seconds
+        else f"Zone Test/Spring 0 - STD {until}u\n\t\t1:00 - DST\n"
+    )
+    subprocess.run(["zic", "-d", str(folder), str(source)], check=True)
+    return "Test/Spring"
+
+
+async def test_a_fixed_time_in_the_spring_forward_gap_runs_once_right_after_the_jump(
+    backend_url: str, backend: Backend, tmp_path: Path
+) -> None:
+    """cron(8): a job whose time falls in the skipped hour runs once, right after the jump."""
+    # Far enough ahead that the scheduler has started and scheduled the job before it.
+    transition = (utcnow() + timedelta(seconds=15)).replace(microsecond=0)
+    zone = _spring_forward_zone(tmp_path, transition)
+    zoneinfo.reset_tzpath([str(tmp_path), *zoneinfo.TZPATH])
+    zoneinfo.ZoneInfo.clear_cache(only_keys=[zone])  # an earlier test's zone of that name
+    try:
+        before_jump = (transition - timedelta(seconds=1)).astimezone(zoneinfo.ZoneInfo(zone))
+        in_gap = before_jump + timedelta(minutes=30)  # the wall clock skips this time
+        registry = Registry()
+        registry.job(cron(f"{in_gap.minute} {in_gap.hour} * * *", timezone=zone), id="nightly")(
+            sample_jobs.succeed
+        )
+        async with running_scheduler(backend_url, registry):
+            runs = await wait_for_runs(backend, "nightly", 1, within=20)
+            await asyncio.sleep(2)  # nothing more may come
+            runs = backend.list_runs(job_id="nightly", limit=10)
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache(only_keys=[zone])
+    assert [run.scheduled_time for run in runs] == [transition]
+    assert runs[0].outcome is Outcome.SUCCESS

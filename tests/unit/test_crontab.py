@@ -475,3 +475,10 @@ def test_three_hours_back_is_still_daylight_saving_for_cronie() -> None:
         "2010-03-04 23:30+1100",
         "2010-03-05 23:30+0800",
     ]
+
+
+def test_a_catalog_entry_of_an_earlier_version_with_apscheduler_only_fields_still_reads() -> None:
+    """Earlier versions stored APScheduler's keyword fields; defaults among them are dropped."""
+    stored = {"expression": None, "fields": {"second": "0", "minute": "30", "hour": "2"}}
+
+    assert CronSpec.model_validate(stored).expression == "30 2 * * *"

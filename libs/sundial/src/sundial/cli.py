@@ -439,6 +439,7 @@ def _trigger(*, cron: str | None, every: str | None, at: str | None, timezone: s
 
 @app.command("preview")
 def preview(
+    ctx: typer.Context,
     cron: Annotated[str | None, typer.Option(help="crontab text, e.g. '30 2 * * sun'")] = None,
     every: Annotated[str | None, typer.Option(help="interval, e.g. 15m, 1h30m, 2d")] = None,
     at: Annotated[str | None, typer.Option(help="once, at an ISO 8601 time with offset")] = None,
@@ -448,7 +449,7 @@ def preview(
 ) -> None:
     """Show a trigger in words and its next fire times, checked as saving it would be."""
     trigger = _trigger(cron=cron, every=every, at=at, timezone=timezone)
-    answer = api().request(
+    answer = api(ctx).request(
         "POST", "/api/v1/triggers/preview", json={"trigger": trigger, "count": count}
     )
     if as_json:

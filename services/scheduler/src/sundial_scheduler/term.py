@@ -23,6 +23,7 @@ from sundial.config import Settings
 from sundial.jobs import JobDefinition, Registry
 from sundial.metrics import SchedulerMetrics
 from sundial.models import JobView, Outcome, utcnow
+from sundial.triggers import TriggerSpec, is_current
 from sundial_scheduler.catalog import Catalog, plan_sync, with_next_run
 from sundial_scheduler.commands import CommandApplier, CommandLoop
 from sundial_scheduler.engine import (
@@ -123,10 +124,12 @@ class LeaderTerm:
         catalog = {view.id: view for view in self._backend.iter_jobs()}
         stored: dict[str, Job] = {job.id: job for job in engine.get_jobs()}
         plan = plan_sync(self._registry.jobs, catalog, stored.keys())
-        views = {
-            job_id: with_next_run(view, stored[job_id].next_run_time)
-            for job_id, view in plan.keep.items()
-        }
+        views: dict[str, JobView] = {}
+        for job_id, view in plan.keep.items():
+            job = stored[job_id]
+            if not is_current(job.trigger):
+                job = self._rebuild_trigger(engine, job, view.trigger)
+            views[job_id] = with_next_run(view, job.next_run_time)
         for definition in plan.add:
             job = self._add_definition(engine, definition)
             views[definition.id] = with_next_run(definition.view(), job.next_run_time)
@@ -134,6 +137,26 @@ class LeaderTerm:
             log.info("job.removed", job_id=job_id, reason="no longer defined in code")
             engine.remove_job(job_id)
         return views, catalog
+
+    @staticmethod
+    def _rebuild_trigger(engine: GuardedScheduler, job: Job, spec: TriggerSpec) -> Job:
+        """Replace a trigger stored by an earlier version with one built from its spec.
+
+        The next fire is searched from the stored next run time when that has passed, so
+        a fire that fell due while no scheduler ran still goes through the misfire rules,
+        and from now otherwise (the old trigger may have skipped fires the new one has);
+        a paused job stays paused.
+        """
+        trigger = spec.build()
+        if job.next_run_time is None:
+            engine.modify_job(job.id, trigger=trigger)
+        else:
+            start = min(job.next_run_time, datetime.now(job.next_run_time.tzinfo))
+            next_run = trigger.get_next_fire_time(None, start)
+            engine.modify_job(job.id, trigger=trigger, next_run_time=next_run)
+        log.info("job.trigger_rebuilt", job_id=job.id, trigger=spec.describe())
+        rebuilt: Job = engine.get_job(job.id)
+        return rebuilt
 
     @staticmethod
     def _add_definition(engine: GuardedScheduler, definition: JobDefinition) -> Job:

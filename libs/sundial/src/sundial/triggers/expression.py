@@ -38,6 +38,10 @@ KEYWORDS = ("minute", "hour", "day", "month", "day_of_week")
 # given start at their first value (``hour=2`` is 02:00, not every minute of 02:xx).
 _KEYWORD_DEFAULTS = {"minute": "0", "hour": "0", "day": "1", "month": "1", "day_of_week": "*"}
 _COARSE_TO_FINE = ("month", "day", "day_of_week", "hour", "minute")
+# Fields that APScheduler's keyword form had and crontab has not. Earlier versions stored
+# them in the catalog; where a value says nothing a crontab line could not (every year,
+# every week, at second 0), it is dropped, so those catalog entries still read.
+_DROPPABLE = {"second": "0", "week": "*", "year": "*"}
 # February counts its leap day: a field that matches only 29 February still fires.
 _LONGEST_MONTH = {month: calendar.monthrange(2000, month)[1] for month in range(1, 13)}
 
@@ -142,6 +146,11 @@ def crontab_from_keywords(fields: Mapping[str, str | int]) -> str:
     Keyword values are crontab field text (``day_of_week="0"`` is Sunday); fields finer
     than the coarsest one given default to their first value, coarser ones to ``*``.
     """
+    fields = {
+        name: value
+        for name, value in fields.items()
+        if not (name in _DROPPABLE and str(value).strip() == _DROPPABLE[name])
+    }
     unknown = sorted(set(fields) - set(KEYWORDS))
     if unknown:
         raise CrontabError(
