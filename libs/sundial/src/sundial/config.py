@@ -11,9 +11,10 @@ import sys
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from sundial.constants import DEFAULT_QUEUE
 from sundial.timezones import check_timezone
 
 DEFAULT_BACKEND_URL = "sqlite:///./var/sundial.db"
@@ -56,6 +57,10 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     instance_id: str | None = None
+    executor: Literal["local", "queue"] = "local"
+    worker_queues: Annotated[tuple[str, ...], NoDecode] = (DEFAULT_QUEUE,)
+    worker_concurrency: int = Field(default=10, ge=1, le=1000)
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
     @field_validator("backend_url")
     @classmethod
@@ -71,7 +76,18 @@ class Settings(BaseSettings):
         classmethod(lambda cls, value: check_timezone(value))
     )
 
-    @field_validator("job_modules", mode="before")
+    @field_validator("executor")
+    @classmethod
+    def _executor_has_an_engine(cls, value: str, info: ValidationInfo) -> str:
+        url = str(info.data.get("backend_url", ""))
+        if value == "queue" and url.startswith("sqlite"):
+            raise ValueError(
+                "the queue executor runs jobs on workers through the backend's task engine, "
+                "which needs a Postgres or Redis backend; use 'local' with SQLite"
+            )
+        return value
+
+    @field_validator("job_modules", "worker_queues", mode="before")
     @classmethod
     def _split_modules(cls, value: object) -> object:
         if isinstance(value, str):

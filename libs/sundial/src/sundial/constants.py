@@ -26,6 +26,9 @@ SECRET_MASK = "***"
 MAX_ERROR_MESSAGE_CHARS = 2_000
 MAX_TRACEBACK_CHARS = 8_000
 
+#: The workers' queue a run goes to when its job names none (queue executor).
+DEFAULT_QUEUE = "default"
+
 #: The built-in job that prunes run history, claims and finished commands.
 MAINTENANCE_JOB_ID = "system_maintenance"
 MAINTENANCE_INTERVAL_HOURS = 6

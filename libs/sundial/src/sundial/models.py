@@ -9,7 +9,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sundial.constants import MAX_ERROR_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, SECRET_MASK
+from sundial.constants import (
+    DEFAULT_QUEUE,
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_TRACEBACK_CHARS,
+    SECRET_MASK,
+)
 from sundial.triggers import TriggerSpec
 
 
@@ -22,8 +27,9 @@ def new_id() -> str:
 
 
 class Outcome(StrEnum):
-    """How a run ended; ``running`` while it has not."""
+    """How a run ended; ``queued`` (waiting for a worker) and ``running`` while it has not."""
 
+    QUEUED = "queued"
     RUNNING = "running"
     SUCCESS = "success"
     FAILURE = "failure"
@@ -33,7 +39,8 @@ class Outcome(StrEnum):
     INTERRUPTED = "interrupted"
 
 
-FINAL_OUTCOMES = tuple(o for o in Outcome if o is not Outcome.RUNNING)
+#: outcomes of a run that has ended; a run in any other is still under way
+FINAL_OUTCOMES = tuple(o for o in Outcome if o not in (Outcome.QUEUED, Outcome.RUNNING))
 
 
 class JobState(StrEnum):
@@ -68,6 +75,19 @@ class JobOptions(BaseModel):
         default=(), description="job ids that must have succeeded within `requires_within`"
     )
     requires_within_seconds: float | None = Field(default=None, gt=0)
+    queue: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="workers' queue for this job's runs (queue executor); unset = default",
+    )
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based): backoff, doubling."""
+        return float(self.retry_backoff_seconds * 2 ** (attempt - 1))
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue or DEFAULT_QUEUE
 
 
 class JobView(BaseModel):
@@ -111,6 +131,10 @@ class Run(BaseModel):
     error_message: str | None = None
     traceback: str | None = None
     instance_id: str = ""
+    #: the workers' queue of a queued run (None for runs executed by the scheduler itself)
+    queue: str | None = None
+    #: when a queued run may start (a retry waits out its backoff); None: at its fire time
+    due_at: datetime | None = None
 
     def finish(
         self, outcome: Outcome, *, error: BaseException | None = None, tb: str | None = None
@@ -178,10 +202,11 @@ class InstanceRole(StrEnum):
     LEADER = "leader"
     STANDBY = "standby"
     STOPPING = "stopping"
+    WORKER = "worker"
 
 
 class Instance(BaseModel):
-    """A scheduler process, as its heartbeat describes it."""
+    """A scheduler or worker process, as its heartbeat describes it."""
 
     id: str
     host: str

@@ -12,10 +12,12 @@ interrupts) live above them, in :mod:`sundial.backends.history`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
+from sundial.backends import history
 from sundial.backends.jobstore import JobStore
 from sundial.constants import CATALOG_SCAN_PAGE
 from sundial.models import (
@@ -29,9 +31,29 @@ from sundial.models import (
     RunSummary,
 )
 
+if TYPE_CHECKING:
+    from sundial.backends.queue import RunQueue
+
 
 class BackendError(Exception):
     """The backend could not be reached or refused an operation."""
+
+
+def no_task_engine(kind: str) -> BackendError:
+    return BackendError(
+        f"the {kind} backend has no task engine: SUNDIAL_EXECUTOR=queue needs a Postgres "
+        "(procrastinate) or Redis (Dramatiq) backend"
+    )
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """What :meth:`Backend.claim_and_queue` did with the runs it was given."""
+
+    #: stored ``queued`` and handed to the engine
+    queued: list[Run] = field(default_factory=list)
+    #: claimed, but the job already had ``max_instances`` runs queued or running
+    over_limit: list[Run] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -152,13 +174,53 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def interrupt_orphaned_runs(self, live_instance_ids: Collection[str]) -> int:
+    def interrupt_orphaned_runs(self, live_instance_ids: Collection[str]) -> list[Run]:
         """Interrupt the runs still ``running`` on instances not in ``live_instance_ids``.
 
         Decided atomically (:func:`history.interrupt_orphans` on runs read under lock or
-        watch): a run that finishes meanwhile keeps its own outcome. Returns how many
-        runs this call interrupted.
+        watch): a run that finishes meanwhile keeps its own outcome. Returns the records
+        of the runs this call interrupted.
         """
+
+    @abstractmethod
+    def update_runs(
+        self, run_ids: Collection[str], change: Callable[[Run], Run | None]
+    ) -> list[Run]:
+        """Replace each stored run by ``change(run)``, atomically; return what was stored.
+
+        ``change`` sees the run as stored (under lock, or inside a watch) and returns its
+        new record or None to leave it: how transitions such as ``queued -> running``
+        (:func:`history.start`) are decided without a read-then-write race. Records are
+        merged by :func:`history.supersedes` and folded into summaries like any saved run.
+        """
+
+    def start_run(self, run_id: str, instance_id: str) -> Run | None:
+        """Move a queued run to running on ``instance_id``; None if it was not queued."""
+        started = self.update_runs([run_id], lambda run: history.start(run, instance_id))
+        return started[0] if started else None
+
+    @abstractmethod
+    def count_active(self, job_ids: Collection[str]) -> dict[str, int]:
+        """Queued and running runs per job (every job asked for, maybe 0)."""
+
+    @abstractmethod
+    def claim_and_queue(
+        self, runs: Sequence[Run], instance_id: str, limits: Mapping[str, int]
+    ) -> Dispatched:
+        """Claim each queued run's fire time; store and enqueue the runs won, together.
+
+        A job with ``limits[job_id]`` runs already queued or running gets no more: its
+        runs are claimed and returned as over the limit. On Postgres the claim, the
+        record and the message commit in one transaction.
+        """
+
+    @abstractmethod
+    def queue_runs(self, runs: Sequence[Run]) -> None:
+        """Store ``queued`` runs that need no claim (retries) and enqueue their messages."""
+
+    def run_queue(self) -> RunQueue:
+        """The engine that delivers this backend's queued runs to workers."""
+        raise no_task_engine(self.kind)
 
     @abstractmethod
     def prune(self, older_than: datetime) -> int:

@@ -10,17 +10,21 @@ Redis and the test fake cannot drift apart. Each backend applies these rules ato
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sundial.models import Outcome, Run, RunSummary
+from sundial.models import FINAL_OUTCOMES, JobOptions, Outcome, Run, RunSummary, new_id, utcnow
 
 #: outcomes that count as a job failing (a streak of them pages someone)
 FAILED_OUTCOMES = frozenset({Outcome.FAILURE, Outcome.TIMEOUT})
+#: runs that hold one of their job's ``max_instances`` slots, on any worker
+ACTIVE_OUTCOMES = frozenset({Outcome.QUEUED, Outcome.RUNNING})
+# A run moves forward only: queued, then running, then one final outcome.
+_STAGE = {Outcome.QUEUED: 0, Outcome.RUNNING: 1} | dict.fromkeys(FINAL_OUTCOMES, 2)
 
 
 def is_final(outcome: Outcome) -> bool:
-    """Whether a run with this outcome has ended (everything but ``running``)."""
-    return outcome is not Outcome.RUNNING
+    """Whether a run with this outcome has ended (it is neither queued nor running)."""
+    return _STAGE[outcome] == _STAGE[Outcome.SUCCESS]
 
 
 def started_at(run: Run) -> datetime:
@@ -37,12 +41,15 @@ def ended_at(run: Run) -> datetime:
 def supersedes(incoming: Run, stored: Run | None) -> bool:
     """Whether ``incoming`` replaces ``stored``, the record of the same run already kept.
 
-    A finished run is never reopened: a ``running`` record that arrives after the final
-    one (a batch put back after a failed write, a slow writer) is dropped. Between two
-    final records of one run the first stays, unless the newer one is of a later attempt.
+    A run only moves forward (queued, running, final): a finished run is never reopened,
+    and a ``running`` or ``queued`` record that arrives after a later stage (a batch put
+    back after a failed write, a slow writer) is dropped. Between two final records of
+    one run the first stays, unless the newer one is of a later attempt.
     """
-    if stored is None or not is_final(stored.outcome):
+    if stored is None:
         return True
+    if not is_final(stored.outcome):
+        return _STAGE[incoming.outcome] >= _STAGE[stored.outcome]
     return is_final(incoming.outcome) and incoming.attempt > stored.attempt
 
 
@@ -60,7 +67,7 @@ def latest(runs: Iterable[Run]) -> dict[str, Run]:
     return {run.run_id: run for run in runs}
 
 
-# orphans ------------------------------------------------------------------------------
+# transitions: each takes a run as stored (read under lock) and says what it becomes -----
 def orphan_message(instance_id: str) -> str:
     return f"instance {instance_id} stopped before the run finished"
 
@@ -69,7 +76,8 @@ def interrupt_orphans(candidates: Iterable[Run], live_instance_ids: Collection[s
     """Interrupted records for the runs still running on instances that are not live.
 
     ``candidates`` are stored runs; a backend reads them under lock and stores the result
-    in the same transaction, so a run that finished meanwhile keeps its real outcome.
+    in the same transaction, so a run that finished meanwhile keeps its real outcome. A
+    queued run has no instance running it yet: it is left to :func:`miss_unstarted`.
     """
     live = set(live_instance_ids)
     return [
@@ -77,8 +85,54 @@ def interrupt_orphans(candidates: Iterable[Run], live_instance_ids: Collection[s
             update={"error_message": orphan_message(run.instance_id)}
         )
         for run in candidates
-        if not is_final(run.outcome) and run.instance_id not in live
+        if run.outcome is Outcome.RUNNING and run.instance_id not in live
     ]
+
+
+def start(stored: Run, instance_id: str) -> Run | None:
+    """The running record of a queued run taken by ``instance_id``; None unless still queued.
+
+    Only a queued run may start, so a message delivered twice, or a run already missed
+    or interrupted, starts nothing: an attempt runs at most once.
+    """
+    if stored.outcome is not Outcome.QUEUED:
+        return None
+    return stored.model_copy(
+        update={"outcome": Outcome.RUNNING, "started_at": utcnow(), "instance_id": instance_id}
+    )
+
+
+def miss_unstarted(stored: Run, reason: str) -> Run | None:
+    """The missed record of a run nobody took; None if it has started or ended meanwhile."""
+    if stored.outcome is not Outcome.QUEUED:
+        return None
+    return stored.model_copy(
+        update={"outcome": Outcome.MISSED, "finished_at": utcnow(), "error_message": reason}
+    )
+
+
+def next_attempt(run: Run, options: JobOptions, instance_id: str) -> Run | None:
+    """The queued record, made by ``instance_id``, of the attempt after ``run``, if the
+    job's retries allow one. It waits out the job's backoff before any worker may take it.
+    """
+    if run.outcome is Outcome.SUCCESS or run.attempt >= 1 + options.retries:
+        return None
+    return Run(
+        run_id=new_id(),
+        job_id=run.job_id,
+        scheduled_time=run.scheduled_time,
+        attempt=run.attempt + 1,
+        manual=run.manual,
+        outcome=Outcome.QUEUED,
+        instance_id=instance_id,
+        queue=options.queue_name,
+        due_at=utcnow() + timedelta(seconds=options.retry_delay(run.attempt)),
+    )
+
+
+def due(run: Run) -> datetime:
+    """When a queued run may start: its fire time, or later for a retry."""
+    return run.due_at or run.scheduled_time
 
 
 # summaries ----------------------------------------------------------------------------

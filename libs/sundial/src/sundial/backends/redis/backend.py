@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from redis.exceptions import WatchError
 
 from sundial.backends import history
-from sundial.backends.base import Backend, BackendError, RunCursor
+from sundial.backends.base import Backend, BackendError, Dispatched, RunCursor, no_task_engine
 from sundial.backends.jobstore import JobStore
 from sundial.backends.redis import keys, runs
 from sundial.backends.redis.connection import SOCKET_TIMEOUT_SECONDS, Target, guarded
@@ -436,10 +436,10 @@ class RedisBackend(Backend):
         }
 
     @guarded
-    def interrupt_orphaned_runs(self, live_instance_ids: Collection[str]) -> int:
+    def interrupt_orphaned_runs(self, live_instance_ids: Collection[str]) -> list[Run]:
         running_ids = sorted(self._client.smembers(keys.RUNNING))
         if not running_ids:
-            return 0
+            return []
         docs = self._client.mget([keys.run(run_id) for run_id in running_ids])
         stored = dict(zip(running_ids, (load(Run, raw) for raw in docs), strict=True))
         # Members whose run has finished, or whose document is gone, linger in the set.
@@ -452,7 +452,35 @@ class RedisBackend(Backend):
             return history.interrupt_orphans(present, live_instance_ids)
 
         candidates = [run_id for run_id in running_ids if run_id not in stale]
-        return len(self._store_runs(candidates, interrupted)) if candidates else 0
+        return self._store_runs(candidates, interrupted) if candidates else []
+
+    @guarded
+    def update_runs(
+        self, run_ids: Collection[str], change: Callable[[Run], Run | None]
+    ) -> list[Run]:
+        def changed(stored: dict[str, Run | None]) -> list[Run]:
+            return [new for run in stored.values() if run and (new := change(run))]
+
+        return self._store_runs(sorted(run_ids), changed) if run_ids else []
+
+    @guarded
+    def count_active(self, job_ids: Collection[str]) -> dict[str, int]:
+        jobs = sorted(job_ids)
+        with self._client.pipeline(transaction=False) as pipe:
+            for job_id in jobs:
+                for outcome in sorted(history.ACTIVE_OUTCOMES):
+                    pipe.zcard(keys.job_runs_by_outcome(job_id, outcome))
+            sizes = iter(pipe.execute())
+        per_job = len(history.ACTIVE_OUTCOMES)
+        return {job_id: sum(int(next(sizes)) for _ in range(per_job)) for job_id in jobs}
+
+    def claim_and_queue(
+        self, runs: Sequence[Run], instance_id: str, limits: Mapping[str, int]
+    ) -> Dispatched:
+        raise no_task_engine(self.kind)
+
+    def queue_runs(self, runs: Sequence[Run]) -> None:
+        raise no_task_engine(self.kind)
 
     @guarded
     def prune(self, older_than: datetime) -> int:

@@ -6,8 +6,9 @@ how the leader is elected and woken) is chosen once, from the URL, in the constr
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command as alembic_command
@@ -15,7 +16,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection
 
 from sundial.backends import history
-from sundial.backends.base import Backend, RunCursor
+from sundial.backends.base import Backend, Dispatched, RunCursor, no_task_engine
 from sundial.backends.jobstore import JobStore
 from sundial.backends.lock import LeaderLock
 from sundial.backends.sql import schema
@@ -23,6 +24,7 @@ from sundial.backends.sql.database import Database, chunks
 from sundial.backends.sql.dialects import Postgres, dialect_for
 from sundial.backends.sql.jobstore import SqlJobStore
 from sundial.backends.sql.leadership import AdvisoryLockLeadership, LeaseRowLeadership
+from sundial.backends.sql.queue import ProcrastinateQueue
 from sundial.backends.sql.wakeup import ListenNotifyWakeup, PollingWakeup, Wakeup
 from sundial.models import (
     Command,
@@ -48,9 +50,11 @@ class SqlBackend(Backend):
         self._db = Database(dialect)
         self._leadership: LeaderLock
         self._wakeup: Wakeup
+        self._queue: ProcrastinateQueue | None = None
         if isinstance(dialect, Postgres):
             self._leadership = AdvisoryLockLeadership(dialect)
             self._wakeup = ListenNotifyWakeup(dialect)
+            self._queue = ProcrastinateQueue(dialect)
         else:
             self._leadership = LeaseRowLeadership(self._db)
             self._wakeup = PollingWakeup()
@@ -64,6 +68,8 @@ class SqlBackend(Backend):
             self._db.dialect.lock_migrations(conn)
             config.attributes["connection"] = conn
             alembic_command.upgrade(config, "head")
+            if self._queue is not None:
+                self._queue.install(conn)
 
     def close(self) -> None:
         self._leadership.close()
@@ -152,33 +158,10 @@ class SqlBackend(Backend):
     def claim_runs(
         self, claims: Sequence[tuple[str, datetime]], instance_id: str
     ) -> set[tuple[str, datetime]]:
-        # Aware datetimes hash by instant, so the rows read back (in UTC) find the pairs
-        # as passed in, and two spellings of one instant are one claim.
-        wanted = {claim: claim for claim in claims}
-        if not wanted:
+        if not claims:
             return set()
-        claimed_at = utcnow()
-        # In key order: two claimants inserting overlapping fire times in opposite orders
-        # would each wait on a row the other inserted, and Postgres would abort one.
-        rows = [
-            {
-                "job_id": job_id,
-                "scheduled_time": scheduled_time,
-                "instance_id": instance_id,
-                "claimed_at": claimed_at,
-            }
-            for job_id, scheduled_time in sorted(wanted)
-        ]
-        table = schema.claims
-        stmt = (
-            self._db.insert(table)
-            .on_conflict_do_nothing(index_elements=["job_id", "scheduled_time"])
-            .returning(table.c.job_id, table.c.scheduled_time)
-        )
-        # SQLAlchemy sends the rows as multi-row INSERTs ("insertmanyvalues"), one per
-        # page of rows, in this one transaction; RETURNING lists only the rows inserted.
         with self._db.begin() as conn:
-            return {wanted[row.job_id, row.scheduled_time] for row in conn.execute(stmt, rows)}
+            return self._claim(conn, claims, instance_id)
 
     def save_runs(self, runs: Sequence[Run]) -> None:
         incoming = history.latest(runs)
@@ -253,7 +236,7 @@ class SqlBackend(Backend):
             stored = self._summaries(conn, job_ids)
         return {job_id: summary.public() for job_id, summary in stored.items()}
 
-    def interrupt_orphaned_runs(self, live_instance_ids: Collection[str]) -> int:
+    def interrupt_orphaned_runs(self, live_instance_ids: Collection[str]) -> list[Run]:
         runs = schema.runs
         still_running = runs.c.outcome == _RUNNING
         if live_instance_ids:
@@ -263,7 +246,60 @@ class SqlBackend(Backend):
             # between waits for us, or finished before we read and is not a candidate.
             candidates = self._locked_runs(conn, still_running)
             interrupted = history.interrupt_orphans(candidates.values(), live_instance_ids)
-            return len(self._store_runs(conn, interrupted, candidates))
+            return self._store_runs(conn, interrupted, candidates)
+
+    def update_runs(
+        self, run_ids: Collection[str], change: Callable[[Run], Run | None]
+    ) -> list[Run]:
+        if not run_ids:
+            return []
+        with self._db.begin() as conn:
+            stored = self._locked_runs(conn, sa.true(), run_ids=sorted(run_ids))
+            changed = [new for run in stored.values() if (new := change(run)) is not None]
+            return self._store_runs(conn, changed, stored)
+
+    def count_active(self, job_ids: Collection[str]) -> dict[str, int]:
+        with self._db.read() as conn:
+            return self._count_active(conn, job_ids)
+
+    def claim_and_queue(
+        self, runs: Sequence[Run], instance_id: str, limits: Mapping[str, int]
+    ) -> Dispatched:
+        if not runs:
+            return Dispatched()
+        queue = self._engine()
+        with self._db.begin() as conn:
+            won = self._claim(conn, [(run.job_id, run.scheduled_time) for run in runs], instance_id)
+            claimed = [run for run in runs if (run.job_id, run.scheduled_time) in won]
+            active = self._count_active(conn, {run.job_id for run in claimed})
+            dispatched = Dispatched()
+            for run in claimed:
+                limit = limits.get(run.job_id)
+                if limit is not None and active[run.job_id] >= limit:
+                    dispatched.over_limit.append(run)
+                else:
+                    active[run.job_id] += 1
+                    dispatched.queued.append(run)
+            self._store_runs(conn, dispatched.queued, {})
+            queue.enqueue(_driver_connection(conn), dispatched.queued)
+        return dispatched
+
+    def queue_runs(self, runs: Sequence[Run]) -> None:
+        if not runs:
+            return
+        queue = self._engine()
+        with self._db.begin() as conn:
+            stored = self._locked_runs(conn, sa.true(), run_ids=[run.run_id for run in runs])
+            queued = self._store_runs(conn, runs, stored)
+            queue.enqueue(_driver_connection(conn), queued)
+
+    def run_queue(self) -> ProcrastinateQueue:
+        return self._engine()
+
+    def _engine(self) -> ProcrastinateQueue:
+        if self._queue is None:
+            raise no_task_engine(self.kind)
+        return self._queue
 
     def prune(self, older_than: datetime) -> int:
         runs, claims, commands = schema.runs, schema.claims, schema.commands
@@ -347,6 +383,48 @@ class SqlBackend(Backend):
         self._leadership.release(instance_id)
 
     # internals -------------------------------------------------------------------------
+    def _claim(
+        self, conn: Connection, claims: Sequence[tuple[str, datetime]], instance_id: str
+    ) -> set[tuple[str, datetime]]:
+        # Aware datetimes hash by instant, so the rows read back (in UTC) find the pairs
+        # as passed in, and two spellings of one instant are one claim.
+        wanted = {claim: claim for claim in claims}
+        claimed_at = utcnow()
+        # In key order: two claimants inserting overlapping fire times in opposite orders
+        # would each wait on a row the other inserted, and Postgres would abort one.
+        rows = [
+            {
+                "job_id": job_id,
+                "scheduled_time": scheduled_time,
+                "instance_id": instance_id,
+                "claimed_at": claimed_at,
+            }
+            for job_id, scheduled_time in sorted(wanted)
+        ]
+        table = schema.claims
+        stmt = (
+            self._db.insert(table)
+            .on_conflict_do_nothing(index_elements=["job_id", "scheduled_time"])
+            .returning(table.c.job_id, table.c.scheduled_time)
+        )
+        # SQLAlchemy sends the rows as multi-row INSERTs ("insertmanyvalues"), one per
+        # page of rows, in this one transaction; RETURNING lists only the rows inserted.
+        return {wanted[row.job_id, row.scheduled_time] for row in conn.execute(stmt, rows)}
+
+    @staticmethod
+    def _count_active(conn: Connection, job_ids: Collection[str]) -> dict[str, int]:
+        runs = schema.runs
+        counts = dict.fromkeys(job_ids, 0)
+        active = [outcome.value for outcome in history.ACTIVE_OUTCOMES]
+        for chunk in chunks(sorted(job_ids)):
+            query = (
+                sa.select(runs.c.job_id, sa.func.count())
+                .where(runs.c.job_id.in_(chunk), runs.c.outcome.in_(active))
+                .group_by(runs.c.job_id)
+            )
+            counts.update((job_id, count) for job_id, count in conn.execute(query))
+        return counts
+
     def _locked_runs(
         self, conn: Connection, where: sa.ColumnElement[bool], run_ids: list[str] | None = None
     ) -> dict[str, Run]:
@@ -406,3 +484,9 @@ class SqlBackend(Backend):
             for each in queries
             for row in conn.execute(each).mappings()
         }
+
+
+def _driver_connection(conn: Connection) -> Any:
+    """The psycopg connection under a SQLAlchemy one: the engine defers on it, inside the
+    transaction SQLAlchemy has begun."""
+    return conn.connection.driver_connection

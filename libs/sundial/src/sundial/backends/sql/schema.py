@@ -73,6 +73,8 @@ runs = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("traceback", sa.Text),
     sa.Column("instance_id", _ID, nullable=False),
+    sa.Column("queue", sa.String(63)),
+    sa.Column("due_at", UtcDateTime()),
 )
 claims = sa.Table(
     "sundial_run_claims",
