@@ -29,7 +29,6 @@ from alerting_stack import (
     alertmanager_config,
     answers,
     api_service,
-    binary,
     free_port,
     fresh_database,
     get,
@@ -39,6 +38,7 @@ from alerting_stack import (
     wait_for,
 )
 from deploy_modules import load_deploy_module
+from monitoring_tools import command
 
 pytestmark = pytest.mark.e2e
 
@@ -204,8 +204,8 @@ def stack(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         )
     )
     for check in (
-        [binary("promtool"), "check", "config", str(prometheus_yml)],
-        [binary("amtool"), "check-config", str(alertmanager_yml)],
+        [*command("promtool"), "check", "config", str(prometheus_yml)],
+        [*command("amtool"), "check-config", str(alertmanager_yml)],
     ):
         result = subprocess.run(check, capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -217,7 +217,7 @@ def stack(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         Service(
             "alertmanager",
             [
-                binary("prometheus-alertmanager"),
+                *command("alertmanager"),
                 f"--config.file={alertmanager_yml}",
                 f"--storage.path={work / 'alertmanager-data'}",
                 f"--web.listen-address={loopback['alertmanager']}",
@@ -229,7 +229,7 @@ def stack(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         Service(
             "prometheus",
             [
-                binary("prometheus"),
+                *command("prometheus"),
                 f"--config.file={prometheus_yml}",
                 f"--storage.tsdb.path={work / 'prometheus-data'}",
                 f"--web.listen-address={loopback['prometheus']}",
