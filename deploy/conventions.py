@@ -163,8 +163,6 @@ def target_from_options(options: argparse.Namespace) -> Target:
 # No heartbeat from any scheduler for this long means none is working (the lease is 10 s).
 # The dashboard's heartbeat age turns red at the same age.
 HEARTBEAT_STALE_SECONDS = 60
-# A job is "overdue" once its next run time is this far in the past with nothing run.
-OVERDUE_MARGIN_SECONDS = 300
 # "Much longer than usual": this many times the job's p95 duration, and at least the floor.
 TOO_LONG_FACTOR = 3
 TOO_LONG_FLOOR_SECONDS = 300

@@ -55,7 +55,6 @@ class Tuning:
     ``render(build_groups(Tuning(...)), for_override="3s")`` into a file of its own.
     """
 
-    overdue_margin_seconds: float = c.OVERDUE_MARGIN_SECONDS
     heartbeat_stale_seconds: float = c.HEARTBEAT_STALE_SECONDS
     too_long_floor_seconds: float = c.TOO_LONG_FLOOR_SECONDS
     too_long_default_seconds: float = c.TOO_LONG_DEFAULT_SECONDS
@@ -379,7 +378,8 @@ def job_group(t: Tuning, target: c.Target) -> Group:
                     expr=(
                         "time() - max by (job_id) "
                         f"(sundial_catalog_job_next_run_timestamp_seconds{{{api}}})\n"
-                        f"> {t.overdue_margin_seconds}"
+                        "> on (job_id) max by (job_id) "
+                        f"(sundial_catalog_job_overdue_after_seconds{{{api}}})"
                     ),
                     for_="1m",
                     severity="",
@@ -390,7 +390,8 @@ def job_group(t: Tuning, target: c.Target) -> Group:
                     ),
                     comment=(
                         "From the API's catalog, so it fires when every scheduler is dead. "
-                        "Paused jobs have no next run time and never fire."
+                        "Each job's grace comes from its definition (overdue_after, or derived "
+                        "from its interval). Paused jobs have no next run time and never fire."
                     ),
                     dashboard_query=JOB_DASHBOARD,
                 ),

@@ -49,9 +49,6 @@ dashboard = load_deploy_module("grafana_generate", "grafana/generate.py")
 # Alerts wait 3 s (not minutes) before firing; thresholds shrink to match.
 FOR = "3s"
 TUNING = rules.Tuning(
-    # The catalog's next run time can trail by the API's 5 s cache plus a scrape, so a
-    # healthy job every second must stay quiet with this margin.
-    overdue_margin_seconds=15,
     # report_export has no timeout and no finished run: its threshold is the default.
     too_long_default_seconds=4,
     too_long_floor_seconds=4,

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from deploy_modules import DEPLOY, load_deploy_module
 
+from sundial.constants import default_overdue_after
+
 ROOT = DEPLOY.parent
 PROMETHEUS = DEPLOY / "prometheus"
 RUNBOOK = PROMETHEUS / "RUNBOOK.md"
@@ -128,6 +130,19 @@ def test_metrics_reference_describes_every_alert_and_metric() -> None:
     assert exported - documented == set(), "metrics docs/metrics.md does not describe"
     recorded = {r.record for g in rules.GROUPS for r in g.rules if isinstance(r, rules.Record)}
     assert recorded - documented == set(), "recording rules docs/metrics.md does not describe"
+
+
+def test_the_overdue_unit_tests_use_the_librarys_default_grace() -> None:
+    text = (PROMETHEUS / "tests" / "jobs.yml").read_text(encoding="utf-8")
+
+    def grace(job_id: str) -> float:
+        series = rf'sundial_catalog_job_overdue_after_seconds\{{[^}}]*job_id="{job_id}"\}}'
+        match = re.search(series + r"\n\s+values: (\d+)x", text)
+        assert match, f"no overdue_after series for {job_id}"
+        return float(match.group(1))
+
+    assert grace("per_minute") == default_overdue_after(60)
+    assert grace("daily_reports") == default_overdue_after(86400)
 
 
 def test_runbook_has_one_section_per_alert() -> None:
