@@ -9,6 +9,7 @@ it, so the wheel carries the same file), rendered once per process.
 from __future__ import annotations
 
 import html
+import itertools
 import re
 from functools import cache
 from importlib.resources import files
@@ -53,7 +54,7 @@ def render(markdown: str) -> str:
     parser = MarkdownIt("commonmark", {"html": False}).enable("table")
     tokens = parser.parse(markdown)
     title = "Runbook"
-    for opening, inline in zip(tokens, tokens[1:], strict=False):
+    for opening, inline in itertools.pairwise(tokens):
         if opening.type == "heading_open":
             opening.attrSet("id", anchor(inline.content))
             if opening.tag == "h1":
