@@ -4,20 +4,24 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 COMPOSE_FILE := deploy/compose/compose.yaml
 UV ?= uv
 
-# The stack: `make up BACKEND=redis` for the Redis-backed variant; PROJECT, ENV_FILE and
-# COMPOSE_OVERRIDE (an extra compose file) let the smoke test run a stack of its own.
+# The stack: `make up BACKEND=redis` for the Redis-backed variant, PUBLISH_BACKENDS=1 to
+# reach Postgres/Redis from the host; PROJECT, ENV_FILE and COMPOSE_OVERRIDE (an extra
+# compose file) let the smoke test run a stack of its own.
 PROJECT ?= sundial
 ENV_FILE ?= .env
 BACKEND ?= postgres
+PUBLISH_BACKENDS ?=
 COMPOSE_OVERRIDE ?=
 UP_TIMEOUT ?= 300
-STACK = $(COMPOSE) -p $(PROJECT) -f $(COMPOSE_FILE) $(if $(COMPOSE_OVERRIDE),-f $(COMPOSE_OVERRIDE)) --env-file $(ENV_FILE)
+COMPOSE_FILES = $(COMPOSE_FILE) $(if $(filter 1 true yes,$(PUBLISH_BACKENDS)),deploy/compose/backends-on-host.yaml) $(COMPOSE_OVERRIDE)
+PROFILES =
 ifeq ($(BACKEND),redis)
-STACK += --profile redis
+PROFILES += redis
 export SUNDIAL_BACKEND_URL := redis://redis:6379/0
 else ifneq ($(BACKEND),postgres)
 $(error BACKEND must be postgres or redis, not '$(BACKEND)')
 endif
+STACK = $(COMPOSE) -p $(PROJECT) $(addprefix -f ,$(COMPOSE_FILES)) --env-file $(ENV_FILE) $(addprefix --profile ,$(PROFILES))
 
 .PHONY: help up down logs run dev test test-unit smoke lint format bench sync
 
@@ -31,10 +35,12 @@ sync:
 	$(UV) sync --frozen
 
 up: $(ENV_FILE)  ## start the whole stack with Docker Compose and wait until it is healthy
+	@python3 deploy/compose/preflight.py --project $(PROJECT) --env-file $(ENV_FILE) $(addprefix --profile ,$(PROFILES)) $(COMPOSE_FILES)
 	$(STACK) up -d --build --remove-orphans
 	@deploy/compose/wait-healthy.sh $(UP_TIMEOUT) $(STACK)
 	@printf '%s\n' "Sundial is up:" \
 	  "  API docs      http://localhost:$${API_PORT:-8000}/docs" \
+	  "  Runbook       http://localhost:$${API_PORT:-8000}/runbook" \
 	  "  Grafana       http://localhost:$${GRAFANA_PORT:-3000}/d/sundial-overview" \
 	  "  Prometheus    http://localhost:$${PROMETHEUS_PORT:-9090}" \
 	  "  Alertmanager  http://localhost:$${ALERTMANAGER_PORT:-9093}" \

@@ -639,7 +639,11 @@ def _rule_lines(rule: Record | Alert, for_override: str | None) -> list[str]:
     lines.append(f"      severity: {rule.severity}")
     lines.append("    annotations:")
     for key, value in rule.annotations.items():
-        lines += _block(key, value, "      ")
+        if key.endswith("_url"):
+            # Always quoted, so that render-links.sh can rebase them with one pattern.
+            lines.append(f"      {key}: {json.dumps(value)}")
+        else:
+            lines += _block(key, value, "      ")
     return lines
 
 
