@@ -123,9 +123,7 @@ def own_ports(project: str) -> set[int]:
     return {int(port) for port in _DOCKER_PORT.findall(result.stdout)}
 
 
-def taken_ports(
-    ports: Iterable[Published], env: Mapping[str, str], own: set[int]
-) -> list[Taken]:
+def taken_ports(ports: Iterable[Published], env: Mapping[str, str], own: set[int]) -> list[Taken]:
     """The ports that another program holds, in the order given."""
     taken = []
     for published in ports:
