@@ -2,7 +2,10 @@
 SHELL := /bin/bash
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_FILE := deploy/compose/compose.yaml
-UV ?= uv
+# uv from the PATH, else one that `make` installs into var/tools on first use, so that a
+# machine with only Python (and Docker, for the stack and the tests) can run every verb.
+UV_VERSION ?= 0.13.9
+UV ?= $(or $(shell command -v uv 2>/dev/null),var/tools/bin/uv)
 
 # The stack: `make up BACKEND=redis` for the Redis-backed variant, PUBLISH_BACKENDS=1 to
 # reach Postgres/Redis from the host; PROJECT, ENV_FILE and COMPOSE_OVERRIDE (an extra
@@ -31,7 +34,12 @@ help:  ## list the targets
 .env:
 	cp .env.example .env
 
-sync:
+var/tools/bin/uv:
+	@echo "uv is not on the PATH: installing uv $(UV_VERSION) into var/tools"
+	python3 -m venv var/tools
+	var/tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+sync: $(filter var/tools/bin/uv,$(UV))
 	$(UV) sync --frozen
 
 up: $(ENV_FILE)  ## start the whole stack with Docker Compose and wait until it is healthy
@@ -67,7 +75,8 @@ dev: sync  ## api + scheduler without Docker, on the embedded SQLite default, wi
 	trap 'kill -TERM $$scheduler $$api 2>/dev/null; wait' INT TERM; \
 	wait
 
-test: sync  ## the whole suite (real Postgres/Redis from SUNDIAL_TEST_*_URL, else testcontainers)
+test: sync  ## the whole suite (needs Docker; real Postgres/Redis from SUNDIAL_TEST_*_URL, else testcontainers)
+	@$(UV) run python tests/preflight.py
 	$(UV) run pytest
 
 test-unit: sync  ## unit tests only, no services

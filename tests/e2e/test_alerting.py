@@ -6,7 +6,8 @@ rendered with short ``for:`` and thresholds (``generate_rules.Tuning``), Alertma
 the committed routes rendered by ``render-config.sh`` to point at a webhook sink (for
 Slack) and an SMTP sink (for e-mail). The tests run in file order and share that stack:
 
-a. a failing critical job pages (webhook + e-mail), a failing ordinary job warns;
+a. a failing critical job pages (webhook + e-mail) with a runbook link that opens its
+   section, a failing ordinary job warns;
 b. a hanging job raises ``SundialJobTooLong``;
 e. every dashboard query returns data from that Prometheus;
 c. killing the scheduler pages ``SundialSchedulerDown``, and ``SundialJobOverdue`` fires
@@ -16,6 +17,7 @@ d. restarting the scheduler sends the resolved notifications.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -175,7 +177,9 @@ def stack(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     smtp = SmtpSink().start()
 
     rule_file = work / "sundial-rules.yml"
-    rule_file.write_text(rules.render(rules.build_groups(TUNING), for_override=FOR))
+    # Runbook links to this API, which serves the runbook, as the compose stack's do.
+    links = conventions.Target(runbook_url=f"{urls['api']}/runbook")
+    rule_file.write_text(rules.render(rules.build_groups(TUNING, links), for_override=FOR))
     prometheus_yml = work / "prometheus.yml"
     prometheus_yml.write_text(
         prometheus_config(
@@ -279,7 +283,13 @@ def test_a_failing_critical_job_pages_by_webhook_and_email(stack: Stack) -> None
     title = next(t for t in post.titles if "SundialJobFailed" in t)
     assert title.startswith("[FIRING") and "critical" in title, title
     assert f"Sundial job {CRITICAL_JOB} failed" in post.text
-    assert "RUNBOOK.md#sundialjobfailed" in post.text
+    # The runbook link in the page opens the alert's section of the runbook.
+    match = re.search(r"Runbook: (\S+)", post.text)
+    assert match, post.text
+    assert match.group(1) == f"{stack.api_url}/runbook#sundialjobfailed"
+    page = get(match.group(1).split("#")[0])
+    assert page is not None and page.status_code == 200
+    assert '<h2 id="sundialjobfailed">' in page.text
     assert f"var-job_id={CRITICAL_JOB}" in post.text
 
     (mail, *_) = stack.wait(
