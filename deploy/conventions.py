@@ -115,12 +115,21 @@ DEFAULT_TARGET = Target()
 KUBERNETES_NAMESPACE = "sundial"
 
 
-def kubernetes_target(namespace: str = KUBERNETES_NAMESPACE) -> Target:
+def kubernetes_target(
+    namespace: str = KUBERNETES_NAMESPACE,
+    *,
+    runbook_url: str = RUNBOOK_URL,
+    grafana_url: str = GRAFANA_URL,
+) -> Target:
     """The selectors of deploy/kubernetes/'s ServiceMonitors, in ``namespace``."""
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
+        raise ValueError(f"not a Kubernetes namespace name: {namespace!r}")
     return Target(
         scheduler=f'namespace="{namespace}",service="{SCHEDULER.name}"',
         api=f'namespace="{namespace}",service="{API.name}"',
         worker=f'namespace="{namespace}",service="{WORKER_JOB}"',
+        runbook_url=runbook_url,
+        grafana_url=grafana_url,
     )
 
 
