@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sundial import constants as library
@@ -156,6 +157,20 @@ def add_link_options(parser: argparse.ArgumentParser) -> None:
         help="the runbook, each alert's section an anchor (default: %(default)s)",
     )
     group.add_argument("--grafana-url", default=GRAFANA_URL, help="Grafana (default: %(default)s)")
+
+
+def parse_target(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    build: Callable[[argparse.Namespace], Target] | None = None,
+) -> tuple[argparse.Namespace, Target]:
+    """The options and the target they name (``build``, default target_from_options()); a
+    selector or URL that Prometheus could not use is a usage error."""
+    options = parser.parse_args(argv)
+    try:
+        return options, (build or target_from_options)(options)
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def target_from_options(options: argparse.Namespace) -> Target:

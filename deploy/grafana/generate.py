@@ -562,11 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", type=Path, default=DASHBOARD_FILE, help="file to write (default: %(default)s)"
     )
     c.add_selector_options(parser)
-    options = parser.parse_args(argv)
-    try:
-        target = c.target_from_options(options)
-    except ValueError as error:
-        parser.error(str(error))
+    options, target = c.parse_target(parser, argv)
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(render(target), encoding="utf-8")
     return 0

@@ -73,13 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out-dir", type=Path, default=MONITORING, help="where to write (default: %(default)s)"
     )
     c.add_link_options(parser)
-    options = parser.parse_args(argv)
-    try:
-        target = c.kubernetes_target(
-            options.namespace, runbook_url=options.runbook_url, grafana_url=options.grafana_url
-        )
-    except ValueError as error:
-        parser.error(str(error))
+    options, target = c.parse_target(
+        parser,
+        argv,
+        lambda o: c.kubernetes_target(
+            o.namespace, runbook_url=o.runbook_url, grafana_url=o.grafana_url
+        ),
+    )
     options.out_dir.mkdir(parents=True, exist_ok=True)
     (options.out_dir / RULE_FILE.name).write_text(prometheus_rule(target), encoding="utf-8")
     (options.out_dir / DASHBOARD_FILE.name).write_text(dashboards.render(target), encoding="utf-8")

@@ -680,11 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     c.add_selector_options(parser)
     c.add_link_options(parser)
-    options = parser.parse_args(argv)
-    try:
-        target = c.target_from_options(options)
-    except ValueError as error:
-        parser.error(str(error))
+    options, target = c.parse_target(parser, argv)
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(render(build_groups(target=target)), encoding="utf-8")
     return 0
