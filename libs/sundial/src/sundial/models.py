@@ -9,7 +9,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sundial.constants import MAX_ERROR_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, SECRET_MASK
+from sundial.constants import (
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_TRACEBACK_CHARS,
+    SECRET_MASK,
+    default_overdue_after,
+)
 from sundial.triggers import TriggerSpec
 
 
@@ -68,6 +73,12 @@ class JobOptions(BaseModel):
         default=(), description="job ids that must have succeeded within `requires_within`"
     )
     requires_within_seconds: float | None = Field(default=None, gt=0)
+    overdue_after_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="how long past its next run time the job may go without running "
+        "before it counts as overdue; unset = derived from its interval",
+    )
 
 
 class JobView(BaseModel):
@@ -86,6 +97,12 @@ class JobView(BaseModel):
     fingerprint: str = ""
     expected_interval_seconds: float | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+
+    def overdue_after_seconds(self) -> float:
+        """Seconds past its next run time before this job counts as overdue."""
+        if self.options.overdue_after_seconds is not None:
+            return self.options.overdue_after_seconds
+        return default_overdue_after(self.expected_interval_seconds)
 
     def public_kwargs(self) -> dict[str, Any]:
         """kwargs with the values of secret keys masked."""
