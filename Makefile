@@ -2,22 +2,29 @@
 SHELL := /bin/bash
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_FILE := deploy/compose/compose.yaml
-UV ?= uv
+# uv from the PATH, else one that `make` installs into var/tools on first use, so that a
+# machine with only Python (and Docker, for the stack and the tests) can run every verb.
+UV_VERSION ?= 0.13.9
+UV ?= $(or $(shell command -v uv 2>/dev/null),var/tools/bin/uv)
 
-# The stack: `make up BACKEND=redis` for the Redis-backed variant; PROJECT, ENV_FILE and
-# COMPOSE_OVERRIDE (an extra compose file) let the smoke test run a stack of its own.
+# The stack: `make up BACKEND=redis` for the Redis-backed variant, PUBLISH_BACKENDS=1 to
+# reach Postgres/Redis from the host; PROJECT, ENV_FILE and COMPOSE_OVERRIDE (an extra
+# compose file) let the smoke test run a stack of its own.
 PROJECT ?= sundial
 ENV_FILE ?= .env
 BACKEND ?= postgres
+PUBLISH_BACKENDS ?=
 COMPOSE_OVERRIDE ?=
 UP_TIMEOUT ?= 300
-STACK = $(COMPOSE) -p $(PROJECT) -f $(COMPOSE_FILE) $(if $(COMPOSE_OVERRIDE),-f $(COMPOSE_OVERRIDE)) --env-file $(ENV_FILE)
+COMPOSE_FILES = $(COMPOSE_FILE) $(if $(filter 1 true yes,$(PUBLISH_BACKENDS)),deploy/compose/backends-on-host.yaml) $(COMPOSE_OVERRIDE)
+PROFILES =
 ifeq ($(BACKEND),redis)
-STACK += --profile redis
+PROFILES += redis
 export SUNDIAL_BACKEND_URL := redis://redis:6379/0
 else ifneq ($(BACKEND),postgres)
 $(error BACKEND must be postgres or redis, not '$(BACKEND)')
 endif
+STACK = $(COMPOSE) -p $(PROJECT) $(addprefix -f ,$(COMPOSE_FILES)) --env-file $(ENV_FILE) $(addprefix --profile ,$(PROFILES))
 
 .PHONY: help up down logs run dev test test-unit smoke lint format bench sync
 
@@ -27,15 +34,22 @@ help:  ## list the targets
 .env:
 	cp .env.example .env
 
-sync:
+var/tools/bin/uv:
+	@echo "uv is not on the PATH: installing uv $(UV_VERSION) into var/tools"
+	python3 -m venv var/tools
+	var/tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+sync: $(filter var/tools/bin/uv,$(UV))
 	$(UV) sync --frozen
 
 up: $(ENV_FILE)  ## start the whole stack with Docker Compose and wait until it is healthy
+	@python3 deploy/compose/preflight.py --project $(PROJECT) --env-file $(ENV_FILE) $(addprefix --profile ,$(PROFILES)) $(COMPOSE_FILES)
 	$(STACK) up -d --build --remove-orphans
 	@deploy/compose/wait-healthy.sh $(UP_TIMEOUT) $(STACK)
 	@printf '%s\n' "Sundial is up:" \
 	  "  Web UI        http://localhost:$${API_PORT:-8000}/ui" \
 	  "  API docs      http://localhost:$${API_PORT:-8000}/docs" \
+	  "  Runbook       http://localhost:$${API_PORT:-8000}/runbook" \
 	  "  Grafana       http://localhost:$${GRAFANA_PORT:-3000}/d/sundial-overview" \
 	  "  Prometheus    http://localhost:$${PROMETHEUS_PORT:-9090}" \
 	  "  Alertmanager  http://localhost:$${ALERTMANAGER_PORT:-9093}" \
@@ -62,7 +76,8 @@ dev: sync  ## api + scheduler without Docker, on the embedded SQLite default, wi
 	trap 'kill -TERM $$scheduler $$api 2>/dev/null; wait' INT TERM; \
 	wait
 
-test: sync  ## the whole suite (real Postgres/Redis from SUNDIAL_TEST_*_URL, else testcontainers)
+test: sync  ## the whole suite (needs Docker; real Postgres/Redis from SUNDIAL_TEST_*_URL, else testcontainers)
+	@$(UV) run python tests/preflight.py
 	$(UV) run pytest
 
 test-unit: sync  ## unit tests only, no services

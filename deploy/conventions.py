@@ -8,6 +8,9 @@ the values to operators.
 
 from __future__ import annotations
 
+import argparse
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sundial import constants as library
@@ -20,10 +23,12 @@ class ScrapeJob:
     """One of Sundial's Prometheus scrape jobs, and the limits of each process it scrapes.
 
     The limits are the compose services' ``deploy.resources.limits``; they are recorded
-    as series so that an alert and the dashboard compare usage with the same numbers.
+    as series labelled with ``component`` so that an alert and the dashboard compare
+    usage with the same numbers.
     """
 
     name: str
+    component: str
     memory_limit_bytes: int
     cpu_limit_cores: float
 
@@ -33,29 +38,155 @@ class ScrapeJob:
         return f'job="{self.name}"'
 
 
-# The names of deploy/prometheus/prometheus.yml's scrape jobs. Another Prometheus that
-# names its scrape jobs otherwise needs only these names changed; the limits are joined
-# to usage on the `job` label, so the label itself stays `job`.
-SCHEDULER = ScrapeJob("sundial-scheduler", memory_limit_bytes=512 * MIB, cpu_limit_cores=1.0)
-API = ScrapeJob("sundial-api", memory_limit_bytes=512 * MIB, cpu_limit_cores=1.0)
+# The names of deploy/prometheus/prometheus.yml's scrape jobs, the default selectors.
+SCHEDULER = ScrapeJob(
+    "sundial-scheduler", component="scheduler", memory_limit_bytes=512 * MIB, cpu_limit_cores=1.0
+)
+API = ScrapeJob("sundial-api", component="api", memory_limit_bytes=512 * MIB, cpu_limit_cores=1.0)
 #: The processes whose memory and CPU are watched against their limits.
 LIMITED = (SCHEDULER, API)
-LIMITED_SELECTOR = 'job=~"{}"'.format("|".join(job.name for job in LIMITED))
+# Workers export their own metrics on a scrape job of this name; the worker rules and
+# panels that select it arrive with the workers.
+WORKER_JOB = "sundial-worker"
 
 # The provisioned datasource (deploy/grafana/provisioning/datasources/prometheus.yml) and
-# the dashboard keep fixed uids, so panels and alert links never need an import step.
+# the dashboard keep fixed uids, so alert links never need an import step. The dashboard's
+# datasource variable starts on DATASOURCE_UID and falls back to Grafana's default
+# Prometheus where that uid does not exist (an import into a Grafana of one's own).
 DATASOURCE_UID = "sundial-prometheus"
 DASHBOARD_UID = "sundial-overview"
-# Where the compose stack publishes Grafana; every alert links to the dashboard there.
+# The compose stack's API serves the runbook (services/api, route /runbook) and its
+# Grafana the dashboard: the links' defaults, which work out of the box there.
+RUNBOOK_URL = "http://localhost:8000/runbook"
 GRAFANA_URL = "http://localhost:3000"
-DASHBOARD_URL = f"{GRAFANA_URL}/d/{DASHBOARD_UID}"
-RUNBOOK_URL = "https://github.com/sundial/sundial/blob/main/deploy/prometheus/RUNBOOK.md"
+
+# A label matcher list as Prometheus writes one inside braces: name, operator, quoted value.
+_MATCHER = r'\s*[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
+_SELECTOR = re.compile(rf"{_MATCHER}(,{_MATCHER})*,?")
+
+
+def check_selector(text: str) -> str:
+    """``text`` if it is a list of label matchers (``job="a",namespace=~"b.*"``)."""
+    if not _SELECTOR.fullmatch(text):
+        raise ValueError(
+            f"not a label matcher list: {text!r}; write it as inside PromQL braces, "
+            'e.g. \'namespace="sundial",service="sundial-scheduler"\''
+        )
+    return text.strip().rstrip(",")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The Prometheus and Grafana that generated rules and dashboards are written for.
+
+    Selectors pick each Sundial process's series out of that Prometheus; the URLs are the
+    bases of the links in every alert. The defaults are the compose stack's.
+    """
+
+    scheduler: str = SCHEDULER.selector
+    api: str = API.selector
+    worker: str = f'job="{WORKER_JOB}"'
+    runbook_url: str = RUNBOOK_URL
+    grafana_url: str = GRAFANA_URL
+
+    def __post_init__(self) -> None:
+        for name in ("scheduler", "api", "worker"):
+            object.__setattr__(self, name, check_selector(getattr(self, name)))
+        for name in ("runbook_url", "grafana_url"):
+            url = getattr(self, name)
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"{name} must be an http(s) URL, not {url!r}")
+            object.__setattr__(self, name, url.rstrip("/"))
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"{self.grafana_url}/d/{DASHBOARD_UID}"
+
+    def limited(self) -> list[tuple[ScrapeJob, str]]:
+        """Each process watched against its limits, with the selector of its series."""
+        by_component = {SCHEDULER.component: self.scheduler, API.component: self.api}
+        return [(job, by_component[job.component]) for job in LIMITED]
+
+
+DEFAULT_TARGET = Target()
+# The Prometheus Operator labels each target with the namespace and the Service it was
+# found through; deploy/kubernetes/ names its Services after the scrape jobs above. The
+# namespace keeps two installations in one cluster apart: every aggregation would mix
+# them otherwise.
+KUBERNETES_NAMESPACE = "sundial"
+
+
+def kubernetes_target(
+    namespace: str = KUBERNETES_NAMESPACE,
+    *,
+    runbook_url: str = RUNBOOK_URL,
+    grafana_url: str = GRAFANA_URL,
+) -> Target:
+    """The selectors of deploy/kubernetes/'s ServiceMonitors, in ``namespace``."""
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
+        raise ValueError(f"not a Kubernetes namespace name: {namespace!r}")
+    return Target(
+        scheduler=f'namespace="{namespace}",service="{SCHEDULER.name}"',
+        api=f'namespace="{namespace}",service="{API.name}"',
+        worker=f'namespace="{namespace}",service="{WORKER_JOB}"',
+        runbook_url=runbook_url,
+        grafana_url=grafana_url,
+    )
+
+
+def add_selector_options(parser: argparse.ArgumentParser) -> None:
+    """The generators' options for a Prometheus that labels Sundial's series otherwise."""
+    group = parser.add_argument_group(
+        "selectors", "label matchers of each process's series (defaults: the compose stack's)"
+    )
+    for name in ("scheduler", "api", "worker"):
+        group.add_argument(
+            f"--{name}-selector",
+            default=getattr(DEFAULT_TARGET, name),
+            metavar="MATCHERS",
+            help=f"the {name} series (default: %(default)s)",
+        )
+
+
+def add_link_options(parser: argparse.ArgumentParser) -> None:
+    """The rule generator's options for where alert links point."""
+    group = parser.add_argument_group("links", "bases of the links in every alert")
+    group.add_argument(
+        "--runbook-url",
+        default=RUNBOOK_URL,
+        help="the runbook, each alert's section an anchor (default: %(default)s)",
+    )
+    group.add_argument("--grafana-url", default=GRAFANA_URL, help="Grafana (default: %(default)s)")
+
+
+def parse_target(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    build: Callable[[argparse.Namespace], Target] | None = None,
+) -> tuple[argparse.Namespace, Target]:
+    """The options and the target they name (``build``, default target_from_options()); a
+    selector or URL that Prometheus could not use is a usage error."""
+    options = parser.parse_args(argv)
+    try:
+        return options, (build or target_from_options)(options)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def target_from_options(options: argparse.Namespace) -> Target:
+    """The target the options of add_selector_options() (and add_link_options()) name."""
+    return Target(
+        scheduler=options.scheduler_selector,
+        api=options.api_selector,
+        worker=options.worker_selector,
+        runbook_url=getattr(options, "runbook_url", RUNBOOK_URL),
+        grafana_url=getattr(options, "grafana_url", GRAFANA_URL),
+    )
+
 
 # No heartbeat from any scheduler for this long means none is working (the lease is 10 s).
 # The dashboard's heartbeat age turns red at the same age.
 HEARTBEAT_STALE_SECONDS = 60
-# A job is "overdue" once its next run time is this far in the past with nothing run.
-OVERDUE_MARGIN_SECONDS = 300
 # "Much longer than usual": this many times the job's p95 duration, and at least the floor.
 TOO_LONG_FACTOR = 3
 TOO_LONG_FLOOR_SECONDS = 300

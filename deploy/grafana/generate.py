@@ -14,6 +14,7 @@ that run them against a live Prometheus.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -27,10 +28,9 @@ import conventions as c
 
 DASHBOARD_FILE = Path(__file__).with_name("dashboards") / "sundial-overview.json"
 TITLE = "Sundial / Overview"
-DATASOURCE = {"type": "prometheus", "uid": c.DATASOURCE_UID}
-
-SCHEDULER = c.SCHEDULER.selector
-API = c.API.selector
+# Every panel reads the Prometheus that the `datasource` variable names: in the compose
+# stack the provisioned one, in a Grafana of one's own whichever Prometheus it picks.
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 JOB = 'job_id=~"$job_id"'
 RATE = "$__rate_interval"
 
@@ -140,74 +140,82 @@ def _override(name: str, **props: Any) -> dict[str, Any]:
     }
 
 
-JOBS_TABLE_COLUMNS: list[tuple[str, str, dict[str, Any]]] = [
-    (
-        "State",
-        f"count by (job_id) (sundial_job_next_run_timestamp_seconds{{{SCHEDULER},{JOB}}})\n"
-        f"or on (job_id) 0 * max by (job_id) (sundial_job_info{{{SCHEDULER},{JOB}}})",
-        {"mappings": _value_map({"1": ("scheduled", "green"), "0": ("paused", "blue")})},
-    ),
-    (
-        "Next run",
-        f"1000 * max by (job_id) (sundial_job_next_run_timestamp_seconds{{{SCHEDULER},{JOB}}})",
-        {"unit": "dateTimeFromNow"},
-    ),
-    (
-        "Last success",
-        "1000 * max by (job_id) "
-        f"(sundial_job_last_success_timestamp_seconds{{{SCHEDULER},{JOB}}} > 0)",
-        {"unit": "dateTimeFromNow"},
-    ),
-    (
-        "Last outcome",
-        "sgn(\n"
-        f"  max by (job_id) (sundial_job_last_success_timestamp_seconds{{{SCHEDULER},{JOB}}})\n"
-        f"  - max by (job_id) (sundial_job_last_failure_timestamp_seconds{{{SCHEDULER},{JOB}}})\n"
-        ")",
-        {
-            "mappings": _value_map(
-                {"1": ("success", "green"), "-1": ("failure", "red"), "0": ("no run yet", "text")}
-            )
-        },
-    ),
-    (
-        "Mean duration 24h",
-        "sum by (job_id) "
-        f"(increase(sundial_job_duration_seconds_sum{{{SCHEDULER},{JOB}}}[1d]))\n"
-        "/ sum by (job_id) "
-        f"(increase(sundial_job_duration_seconds_count{{{SCHEDULER},{JOB}}}[1d]))",
-        {"unit": "s"},
-    ),
-    (
-        "Failures 24h",
-        "round(sum by (job_id) (increase(sundial_job_runs_total"
-        f'{{{SCHEDULER},{JOB},outcome=~"failure|timeout"}}[1d])))',
-        {
-            "color": {"mode": "thresholds"},
-            "custom.cellOptions": {"type": "color-text"},
-            "thresholds": _thresholds(("green", None), ("red", 1)),
-        },
-    ),
-    (
-        "Missed 24h",
-        "round(sum by (job_id) (increase(sundial_job_runs_total"
-        f'{{{SCHEDULER},{JOB},outcome="missed"}}[1d])))',
-        {
-            "color": {"mode": "thresholds"},
-            "custom.cellOptions": {"type": "color-text"},
-            "thresholds": _thresholds(("green", None), ("orange", 1)),
-        },
-    ),
-]
+def jobs_table_columns(scheduler: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """The jobs table's columns after Job, Name, Trigger and Critical: title, query, style."""
+    return [
+        (
+            "State",
+            f"count by (job_id) (sundial_job_next_run_timestamp_seconds{{{scheduler},{JOB}}})\n"
+            f"or on (job_id) 0 * max by (job_id) (sundial_job_info{{{scheduler},{JOB}}})",
+            {"mappings": _value_map({"1": ("scheduled", "green"), "0": ("paused", "blue")})},
+        ),
+        (
+            "Next run",
+            f"1000 * max by (job_id) (sundial_job_next_run_timestamp_seconds{{{scheduler},{JOB}}})",
+            {"unit": "dateTimeFromNow"},
+        ),
+        (
+            "Last success",
+            "1000 * max by (job_id) "
+            f"(sundial_job_last_success_timestamp_seconds{{{scheduler},{JOB}}} > 0)",
+            {"unit": "dateTimeFromNow"},
+        ),
+        (
+            "Last outcome",
+            "sgn(\n"
+            "  max by (job_id) "
+            f"(sundial_job_last_success_timestamp_seconds{{{scheduler},{JOB}}})\n"
+            "  - max by (job_id) "
+            f"(sundial_job_last_failure_timestamp_seconds{{{scheduler},{JOB}}})\n"
+            ")",
+            {
+                "mappings": _value_map(
+                    {
+                        "1": ("success", "green"),
+                        "-1": ("failure", "red"),
+                        "0": ("no run yet", "text"),
+                    }
+                )
+            },
+        ),
+        (
+            "Mean duration 24h",
+            "sum by (job_id) "
+            f"(increase(sundial_job_duration_seconds_sum{{{scheduler},{JOB}}}[1d]))\n"
+            "/ sum by (job_id) "
+            f"(increase(sundial_job_duration_seconds_count{{{scheduler},{JOB}}}[1d]))",
+            {"unit": "s"},
+        ),
+        (
+            "Failures 24h",
+            "round(sum by (job_id) (increase(sundial_job_runs_total"
+            f'{{{scheduler},{JOB},outcome=~"failure|timeout"}}[1d])))',
+            {
+                "color": {"mode": "thresholds"},
+                "custom.cellOptions": {"type": "color-text"},
+                "thresholds": _thresholds(("green", None), ("red", 1)),
+            },
+        ),
+        (
+            "Missed 24h",
+            "round(sum by (job_id) (increase(sundial_job_runs_total"
+            f'{{{scheduler},{JOB},outcome="missed"}}[1d])))',
+            {
+                "color": {"mode": "thresholds"},
+                "custom.cellOptions": {"type": "color-text"},
+                "thresholds": _thresholds(("green", None), ("orange", 1)),
+            },
+        ),
+    ]
 
 
-def jobs_table() -> Panel:
+def jobs_table(scheduler: str) -> Panel:
     """One row per job: instant queries merged on job_id, then renamed."""
-    info = f"max by (job_id, name, trigger, critical) (sundial_job_info{{{SCHEDULER},{JOB}}})"
+    info = f"max by (job_id, name, trigger, critical) (sundial_job_info{{{scheduler},{JOB}}})"
     targets = [target(info, "INFO", table=True)]
     renames = {"job_id": "Job", "name": "Name", "trigger": "Trigger", "critical": "Critical"}
     overrides = []
-    for i, (column, expr, props) in enumerate(JOBS_TABLE_COLUMNS):
+    for i, (column, expr, props) in enumerate(jobs_table_columns(scheduler)):
         ref = chr(ord("A") + i)
         targets.append(target(expr, ref, table=True))
         renames[f"Value #{ref}"] = column
@@ -244,34 +252,35 @@ def quantiles(metric: str, by: str, selector: str) -> list[tuple[str, str]]:
     ]
 
 
-def health_row() -> list[Panel]:
+def health_row(target: c.Target) -> list[Panel]:
+    scheduler, api = target.scheduler, target.api
     up_down = _thresholds(("red", None), ("green", 1))
     return [
         row("Health"),
         stat(
             "Schedulers up",
-            [(f"count(up{{{SCHEDULER}}} == 1) or vector(0)", "up")],
+            [(f"count(up{{{scheduler}}} == 1) or vector(0)", "up")],
             thresholds=_thresholds(("red", None), ("orange", 1), ("green", 2)),
             description="Scheduler instances Prometheus can scrape (leader and standbys).",
         ),
         stat(
             "Leaders",
-            [(f"sum(sundial_scheduler_leader{{{SCHEDULER}}})", "leaders")],
+            [(f"sum(sundial_scheduler_leader{{{scheduler}}})", "leaders")],
             thresholds=_thresholds(("red", None), ("green", 1), ("red", 2)),
             description="Exactly one scheduler must hold the leader lock.",
         ),
         stat(
             "Backend up",
             [
-                (f"min(sundial_backend_up{{{SCHEDULER}}})", "from schedulers"),
-                (f"min(sundial_catalog_backend_up{{{API}}})", "from API"),
+                (f"min(sundial_backend_up{{{scheduler}}})", "from schedulers"),
+                (f"min(sundial_catalog_backend_up{{{api}}})", "from API"),
             ],
             thresholds=up_down,
             mappings=_value_map({"1": ("up", "green"), "0": ("down", "red")}),
         ),
         stat(
             "Heartbeat age",
-            [(f"min(sundial_catalog_scheduler_heartbeat_age_seconds{{{API}}})", "freshest")],
+            [(f"min(sundial_catalog_scheduler_heartbeat_age_seconds{{{api}}})", "freshest")],
             unit="s",
             # Red when SundialSchedulerDown fires, orange halfway there.
             thresholds=_thresholds(
@@ -289,22 +298,23 @@ def health_row() -> list[Panel]:
         ),
         stat(
             "Jobs by state",
-            [(f"max by (state) (sundial_jobs{{{SCHEDULER}}})", "{{state}}")],
+            [(f"max by (state) (sundial_jobs{{{scheduler}}})", "{{state}}")],
         ),
     ]
 
 
-def runs_rows() -> list[Panel]:
+def runs_rows(target: c.Target) -> list[Panel]:
+    scheduler = target.scheduler
     return [
         row("Jobs"),
-        jobs_table(),
+        jobs_table(scheduler),
         row("Runs"),
         timeseries(
             "Runs by outcome",
             [
                 (
                     "60 * sum by (outcome) "
-                    f"(rate(sundial_job_runs_total{{{SCHEDULER},{JOB}}}[{RATE}]))",
+                    f"(rate(sundial_job_runs_total{{{scheduler},{JOB}}}[{RATE}]))",
                     "{{outcome}}",
                 )
             ],
@@ -314,18 +324,18 @@ def runs_rows() -> list[Panel]:
         ),
         timeseries(
             "Duration p50 / p95 / p99 by job",
-            quantiles("sundial_job_duration_seconds", "job_id", f"{SCHEDULER},{JOB}"),
+            quantiles("sundial_job_duration_seconds", "job_id", f"{scheduler},{JOB}"),
             unit="s",
         ),
         timeseries(
             "Start lag p50 / p95 / p99 by job",
-            quantiles("sundial_job_lag_seconds", "job_id", f"{SCHEDULER},{JOB}"),
+            quantiles("sundial_job_lag_seconds", "job_id", f"{scheduler},{JOB}"),
             unit="s",
             description="Actual start minus scheduled time.",
         ),
         timeseries(
             "Running now",
-            [(f"max by (job_id) (sundial_job_running{{{SCHEDULER},{JOB}}})", "{{job_id}}")],
+            [(f"max by (job_id) (sundial_job_running{{{scheduler},{JOB}}})", "{{job_id}}")],
             stack=True,
         ),
         timeseries(
@@ -347,14 +357,15 @@ def runs_rows() -> list[Panel]:
     ]
 
 
-def api_row() -> list[Panel]:
+def api_row(target: c.Target) -> list[Panel]:
+    api = target.api
     return [
         row("API"),
         timeseries(
             "API requests by status",
             [
                 (
-                    f"sum by (status) (rate(sundial_http_requests_total{{{API}}}[{RATE}]))",
+                    f"sum by (status) (rate(sundial_http_requests_total{{{api}}}[{RATE}]))",
                     "{{status}}",
                 )
             ],
@@ -365,9 +376,9 @@ def api_row() -> list[Panel]:
             "API server error ratio",
             [
                 (
-                    f'(sum(rate(sundial_http_requests_total{{{API},status=~"5.."}}[{RATE}])) '
+                    f'(sum(rate(sundial_http_requests_total{{{api},status=~"5.."}}[{RATE}])) '
                     "or vector(0))\n"
-                    f"/ sum(rate(sundial_http_requests_total{{{API}}}[{RATE}]))",
+                    f"/ sum(rate(sundial_http_requests_total{{{api}}}[{RATE}]))",
                     "5xx",
                 )
             ],
@@ -379,7 +390,7 @@ def api_row() -> list[Panel]:
                 (
                     "histogram_quantile(0.95,\n"
                     "  sum by (route, le) (rate(sundial_http_request_duration_seconds_bucket"
-                    f"{{{API}}}[{RATE}])))",
+                    f"{{{api}}}[{RATE}])))",
                     "{{route}}",
                 )
             ],
@@ -388,15 +399,21 @@ def api_row() -> list[Panel]:
     ]
 
 
-def resources_row() -> list[Panel]:
-    sundial = c.LIMITED_SELECTOR
+def resources_row(target: c.Target) -> list[Panel]:
+    limited = target.limited()
     return [
         row("Resources"),
         timeseries(
             "Memory against limit",
             [
-                (f"process_resident_memory_bytes{{{sundial}}}", "{{job}} {{instance}}"),
-                ("sundial:memory_limit_bytes", "{{job}} limit"),
+                *(
+                    (
+                        f"process_resident_memory_bytes{{{selector}}}",
+                        job.component + " {{instance}}",
+                    )
+                    for job, selector in limited
+                ),
+                ("sundial:memory_limit_bytes", "{{component}} limit"),
             ],
             unit="bytes",
             description=(
@@ -407,8 +424,14 @@ def resources_row() -> list[Panel]:
         timeseries(
             "CPU against limit",
             [
-                (f"rate(process_cpu_seconds_total{{{sundial}}}[{RATE}])", "{{job}} {{instance}}"),
-                ("sundial:cpu_limit_cores", "{{job}} limit"),
+                *(
+                    (
+                        f"rate(process_cpu_seconds_total{{{selector}}}[{RATE}])",
+                        job.component + " {{instance}}",
+                    )
+                    for job, selector in limited
+                ),
+                ("sundial:cpu_limit_cores", "{{component}} limit"),
             ],
             unit="short",
             description="CPU cores used.",
@@ -418,7 +441,8 @@ def resources_row() -> list[Panel]:
             [
                 (
                     "sum by (operation) "
-                    f"(rate(sundial_backend_errors_total{{{SCHEDULER}}}[{RATE}])) or vector(0)",
+                    f"(rate(sundial_backend_errors_total{{{target.scheduler}}}[{RATE}])) "
+                    "or vector(0)",
                     "{{operation}}",
                 )
             ],
@@ -445,9 +469,12 @@ def _layout(panels: list[Panel]) -> list[Panel]:
     return panels
 
 
-def dashboard() -> dict[str, Any]:
-    """The dashboard JSON model."""
-    panels = _layout([*health_row(), *runs_rows(), *api_row(), *resources_row()])
+def dashboard(target: c.Target = c.DEFAULT_TARGET) -> dict[str, Any]:
+    """The dashboard JSON model, selecting Sundial's series as ``target`` says."""
+    panels = _layout(
+        [*health_row(target), *runs_rows(target), *api_row(target), *resources_row(target)]
+    )
+    jobs = f"label_values(sundial_job_info{{{target.scheduler}}}, job_id)"
     return {
         "uid": c.DASHBOARD_UID,
         "title": TITLE,
@@ -464,30 +491,38 @@ def dashboard() -> dict[str, Any]:
         "templating": {
             "list": [
                 {
+                    "name": "datasource",
+                    "label": "Prometheus",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    # Grafana keeps this where a datasource has the uid, and takes its
+                    # default Prometheus where none has (a dashboard imported elsewhere).
+                    "current": {"text": "Prometheus", "value": c.DATASOURCE_UID},
+                    "refresh": 1,
+                    "regex": "",
+                },
+                {
                     "name": "job_id",
                     "label": "Job",
                     "type": "query",
                     "datasource": DATASOURCE,
-                    "query": {
-                        "query": "label_values(sundial_job_info, job_id)",
-                        "refId": "job_id",
-                    },
-                    "definition": "label_values(sundial_job_info, job_id)",
+                    "query": {"query": jobs, "refId": "job_id"},
+                    "definition": jobs,
                     "refresh": 2,
                     "multi": True,
                     "includeAll": True,
                     "allValue": VARIABLE_VALUES["job_id"],
                     "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
                     "sort": 1,
-                }
+                },
             ]
         },
         "panels": panels,
     }
 
 
-def render() -> str:
-    return json.dumps(dashboard(), indent=2, ensure_ascii=False) + "\n"
+def render(target: c.Target = c.DEFAULT_TARGET) -> str:
+    return json.dumps(dashboard(target), indent=2, ensure_ascii=False) + "\n"
 
 
 def substitute(expr: str, values: Mapping[str, str] = VARIABLE_VALUES) -> str:
@@ -518,12 +553,20 @@ def panel_queries(model: Mapping[str, Any] | None = None) -> list[PanelQuery]:
     ]
 
 
-def main(argv: Sequence[str]) -> int:
-    out = Path(argv[1]) if len(argv) > 1 else DASHBOARD_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(), encoding="utf-8")
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Write the Sundial / Overview dashboard for the compose stack or another "
+        "Prometheus."
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DASHBOARD_FILE, help="file to write (default: %(default)s)"
+    )
+    c.add_selector_options(parser)
+    options, target = c.parse_target(parser, argv)
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(render(target), encoding="utf-8")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())

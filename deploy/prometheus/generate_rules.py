@@ -16,6 +16,7 @@ Conventions (explained for operators in docs/metrics.md):
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -30,12 +31,12 @@ import conventions as c
 
 RULES_FILE = Path(__file__).with_name("rules") / "sundial.yml"
 
-SCHEDULER = c.SCHEDULER.selector
-API = c.API.selector
 
-# `critical` is a property of a job's code; remember it for a day so that catalog-based
-# alerts keep their severity while every scheduler (the only exporter of job_info) is down.
-CRITICAL_JOBS = f'last_over_time(sundial_job_info{{{SCHEDULER},critical="true"}}[1d])'
+def _critical_jobs(scheduler: str) -> str:
+    # `critical` is a property of a job's code; remember it for a day so that catalog-based
+    # alerts keep their severity while every scheduler (the only exporter of job_info) is
+    # down.
+    return f'last_over_time(sundial_job_info{{{scheduler},critical="true"}}[1d])'
 
 
 def _duration(seconds: float) -> str:
@@ -54,7 +55,6 @@ class Tuning:
     ``render(build_groups(Tuning(...)), for_override="3s")`` into a file of its own.
     """
 
-    overdue_margin_seconds: float = c.OVERDUE_MARGIN_SECONDS
     heartbeat_stale_seconds: float = c.HEARTBEAT_STALE_SECONDS
     too_long_floor_seconds: float = c.TOO_LONG_FLOOR_SECONDS
     too_long_default_seconds: float = c.TOO_LONG_DEFAULT_SECONDS
@@ -85,14 +85,18 @@ class Alert:
     for_: str = "0m"
     comment: str = ""
     dashboard_query: str = ""
+    #: Where the links point; build_groups() sets the target's.
+    links: c.Target = c.DEFAULT_TARGET
 
     @property
     def annotations(self) -> dict[str, str]:
         return {
             "summary": self.summary,
             "description": self.description,
-            "runbook_url": f"{c.RUNBOOK_URL}#{self.alert.lower()}",
-            "dashboard_url": c.DASHBOARD_URL + self.dashboard_query,
+            # The runbook's heading of each alert is its name; GitHub and the API's
+            # rendering (route /runbook) both make its anchor the name in lower case.
+            "runbook_url": f"{self.links.runbook_url}#{self.alert.lower()}",
+            "dashboard_url": self.links.dashboard_url + self.dashboard_query,
         }
 
 
@@ -106,12 +110,13 @@ class Group:
 JOB_DASHBOARD = "?var-job_id={{ $labels.job_id }}"
 
 
-def by_criticality(alert: Alert) -> list[Alert]:
+def by_criticality(alert: Alert, scheduler: str) -> list[Alert]:
     """The alert twice: critical for jobs declared critical, warning for the others."""
     inner = f"(\n{_indent(alert.expr.strip())}\n)"
+    critical = _critical_jobs(scheduler)
     return [
-        replace(alert, severity="critical", expr=f"{inner}\nand on (job_id) {CRITICAL_JOBS}"),
-        replace(alert, severity="warning", expr=f"{inner}\nunless on (job_id) {CRITICAL_JOBS}"),
+        replace(alert, severity="critical", expr=f"{inner}\nand on (job_id) {critical}"),
+        replace(alert, severity="warning", expr=f"{inner}\nunless on (job_id) {critical}"),
     ]
 
 
@@ -121,13 +126,15 @@ def _indent(text: str) -> str:
 
 def _limit_series(limits: Iterable[tuple[c.ScrapeJob, float]]) -> str:
     parts = [
-        f'label_replace(vector({value}), "job", "{job.name}", "", "")' for job, value in limits
+        f'label_replace(vector({value}), "component", "{job.component}", "", "")'
+        for job, value in limits
     ]
     return "\nor ".join(parts)
 
 
-def recording_group(t: Tuning = PRODUCTION) -> Group:
+def recording_group(t: Tuning, target: c.Target) -> Group:
     """Recording rules shared by alerts and the dashboard."""
+    scheduler = target.scheduler
     return Group(
         name="sundial-recording",
         interval=t.recording_interval,
@@ -137,7 +144,7 @@ def recording_group(t: Tuning = PRODUCTION) -> Group:
                 expr=(
                     "histogram_quantile(0.95,\n"
                     "  sum by (job_id, le) "
-                    f"(rate(sundial_job_duration_seconds_bucket{{{SCHEDULER}}}[1d]))\n"
+                    f"(rate(sundial_job_duration_seconds_bucket{{{scheduler}}}[1d]))\n"
                     ") > 0"
                 ),
                 comment="Usual duration; `> 0` drops the NaN of jobs that did not run in the day.",
@@ -145,34 +152,35 @@ def recording_group(t: Tuning = PRODUCTION) -> Group:
             Record(
                 record="sundial:memory_limit_bytes",
                 expr=_limit_series((job, job.memory_limit_bytes) for job in c.LIMITED),
-                comment="Compose memory limits per scrape job (deploy/conventions.py).",
+                comment="Memory limits per component (deploy/conventions.py).",
             ),
             Record(
                 record="sundial:cpu_limit_cores",
                 expr=_limit_series((job, job.cpu_limit_cores) for job in c.LIMITED),
-                comment="Compose CPU limits per scrape job (deploy/conventions.py).",
+                comment="CPU limits per component (deploy/conventions.py).",
             ),
         ],
     )
 
 
-def scheduler_group(t: Tuning = PRODUCTION) -> Group:
+def scheduler_group(t: Tuning, target: c.Target) -> Group:
     """Scheduler, backend and process alerts."""
+    scheduler, api = target.scheduler, target.api
     return Group(
         name="sundial-scheduler",
         rules=[
             Alert(
                 alert="SundialSchedulerDown",
                 expr=(
-                    f"absent(up{{{SCHEDULER}}} == 1)\n"
-                    f"or min(sundial_catalog_scheduler_heartbeat_age_seconds{{{API}}}) "
+                    f"absent(up{{{scheduler}}} == 1)\n"
+                    f"or min(sundial_catalog_scheduler_heartbeat_age_seconds{{{api}}}) "
                     f"> {t.heartbeat_stale_seconds}"
                 ),
                 for_="1m",
                 severity="critical",
                 summary="No Sundial scheduler is working",
                 description=(
-                    f"Prometheus can scrape no {c.SCHEDULER.name} instance, or none has written "
+                    "Prometheus can scrape no scheduler instance, or none has written "
                     "a heartbeat to the backend for "
                     f"{_duration(t.heartbeat_stale_seconds)} (dead, hung or cut off from it): "
                     "no job is being run."
@@ -184,7 +192,7 @@ def scheduler_group(t: Tuning = PRODUCTION) -> Group:
             ),
             Alert(
                 alert="SundialSchedulerDown",
-                expr=(f"up{{{SCHEDULER}}} == 0\nand on () count(up{{{SCHEDULER}}} == 1) > 0"),
+                expr=(f"up{{{scheduler}}} == 0\nand on () count(up{{{scheduler}}} == 1) > 0"),
                 for_="5m",
                 severity="warning",
                 summary="Sundial scheduler instance {{ $labels.instance }} is down",
@@ -197,7 +205,7 @@ def scheduler_group(t: Tuning = PRODUCTION) -> Group:
             ),
             Alert(
                 alert="SundialNoLeader",
-                expr=f"sum(sundial_scheduler_leader{{{SCHEDULER}}}) == 0",
+                expr=f"sum(sundial_scheduler_leader{{{scheduler}}}) == 0",
                 for_="1m",
                 severity="critical",
                 summary="No Sundial scheduler holds the leader lock",
@@ -208,7 +216,7 @@ def scheduler_group(t: Tuning = PRODUCTION) -> Group:
             ),
             Alert(
                 alert="SundialMultipleLeaders",
-                expr=f"sum(sundial_scheduler_leader{{{SCHEDULER}}}) > 1",
+                expr=f"sum(sundial_scheduler_leader{{{scheduler}}}) > 1",
                 for_="1m",
                 severity="critical",
                 summary="{{ $value }} Sundial schedulers claim to be leader",
@@ -218,23 +226,27 @@ def scheduler_group(t: Tuning = PRODUCTION) -> Group:
                     "be applied twice: find the instance that lost its lock."
                 ),
             ),
-            Alert(
-                alert="SundialBackendUnreachable",
-                expr=(
-                    f"sundial_backend_up{{{SCHEDULER}}} == 0\n"
-                    f"or sundial_catalog_backend_up{{{API}}} == 0"
-                ),
-                for_="1m",
-                severity="critical",
-                summary="Sundial {{ $labels.job }} cannot reach its backend",
-                description=(
-                    "{{ $labels.job }} instance {{ $labels.instance }} has not reached the backend "
-                    "for a minute: runs cannot be claimed or recorded and the catalog is stale."
-                ),
+            *(
+                Alert(
+                    alert="SundialBackendUnreachable",
+                    expr=f"{metric}{{{selector}}} == 0",
+                    for_="1m",
+                    severity="critical",
+                    summary=f"Sundial {component} cannot reach its backend",
+                    description=(
+                        f"The {component} instance {{{{ $labels.instance }}}} has not reached "
+                        "the backend for a minute: runs cannot be claimed or recorded and the "
+                        "catalog is stale."
+                    ),
+                )
+                for component, metric, selector in (
+                    ("scheduler", "sundial_backend_up", scheduler),
+                    ("API", "sundial_catalog_backend_up", api),
+                )
             ),
             Alert(
                 alert="SundialSchedulerRestarting",
-                expr=f"changes(process_start_time_seconds{{{SCHEDULER}}}[15m]) >= 2",
+                expr=f"changes(process_start_time_seconds{{{scheduler}}}[15m]) >= 2",
                 severity="warning",
                 summary="Sundial scheduler {{ $labels.instance }} keeps restarting",
                 description=(
@@ -242,27 +254,31 @@ def scheduler_group(t: Tuning = PRODUCTION) -> Group:
                     "minutes (crash loop, OOM kill or failing health check)."
                 ),
             ),
-            Alert(
-                alert="SundialMemoryHigh",
-                expr=(
-                    f"process_resident_memory_bytes{{{c.LIMITED_SELECTOR}}}\n"
-                    "/ on (job) group_left () sundial:memory_limit_bytes\n"
-                    f"> {c.MEMORY_HIGH_RATIO}"
-                ),
-                for_="10m",
-                severity="warning",
-                summary="Sundial {{ $labels.job }} memory is near its limit",
-                description=(
-                    "{{ $labels.job }} instance {{ $labels.instance }} uses "
-                    "{{ $value | humanizePercentage }} of its memory limit; at the limit it is "
-                    "killed and its running jobs are interrupted."
-                ),
+            *(
+                Alert(
+                    alert="SundialMemoryHigh",
+                    expr=(
+                        f"process_resident_memory_bytes{{{selector}}}\n"
+                        "/ on () group_left () "
+                        f'sundial:memory_limit_bytes{{component="{job.component}"}}\n'
+                        f"> {c.MEMORY_HIGH_RATIO}"
+                    ),
+                    for_="10m",
+                    severity="warning",
+                    summary=f"Sundial {job.component} memory is near its limit",
+                    description=(
+                        f"The {job.component} instance {{{{ $labels.instance }}}} uses "
+                        "{{ $value | humanizePercentage }} of its memory limit; at the limit it "
+                        "is killed and its running jobs are interrupted."
+                    ),
+                )
+                for job, selector in target.limited()
             ),
             Alert(
                 alert="SundialRunHistoryNotPruned",
                 expr=(
                     "time() - max by (job_id) (sundial_job_last_success_timestamp_seconds"
-                    f'{{{SCHEDULER},job_id="{c.MAINTENANCE_JOB_ID}"}} > 0)\n'
+                    f'{{{scheduler},job_id="{c.MAINTENANCE_JOB_ID}"}} > 0)\n'
                     f"> {c.MAINTENANCE_STALE_SECONDS}"
                 ),
                 for_="15m",
@@ -285,8 +301,9 @@ def scheduler_group(t: Tuning = PRODUCTION) -> Group:
     )
 
 
-def job_group(t: Tuning = PRODUCTION) -> Group:
+def job_group(t: Tuning, target: c.Target) -> Group:
     """Per-job alerts, and the recording rules they need in the same group."""
+    scheduler, api = target.scheduler, target.api
     return Group(
         name="sundial-jobs",
         rules=[
@@ -295,12 +312,12 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
             Record(
                 record="sundial_job:too_long_threshold_seconds",
                 expr=(
-                    f"max by (job_id) (sundial_job_timeout_seconds{{{SCHEDULER}}} > 0)\n"
+                    f"max by (job_id) (sundial_job_timeout_seconds{{{scheduler}}} > 0)\n"
                     f"or clamp_min({c.TOO_LONG_FACTOR} * max by (job_id) "
                     "(max_over_time(sundial_job:duration_seconds:p95_1d[7d])), "
                     f"{t.too_long_floor_seconds})\n"
                     f"or {t.too_long_default_seconds} * max by (job_id) "
-                    f"(sundial_job_info{{{SCHEDULER}}})"
+                    f"(sundial_job_info{{{scheduler}}})"
                 ),
                 comment=(
                     f"Its timeout when set; else {c.TOO_LONG_FACTOR} x the p95 of the "
@@ -313,7 +330,7 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                 record="sundial_job:running_for_seconds",
                 expr=(
                     "time() - max by (job_id) "
-                    f"(sundial_job_running_since_timestamp_seconds{{{SCHEDULER}}} > 0)"
+                    f"(sundial_job_running_since_timestamp_seconds{{{scheduler}}} > 0)"
                 ),
                 comment=(
                     "How long the oldest running instance of each running job has been running."
@@ -324,7 +341,7 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                     alert="SundialJobFailed",
                     expr=(
                         "sum by (job_id) (increase(sundial_job_runs_total"
-                        f'{{{SCHEDULER},outcome=~"failure|timeout"}}[15m])) > 0'
+                        f'{{{scheduler},outcome=~"failure|timeout"}}[15m])) > 0'
                     ),
                     severity="",
                     summary="Sundial job {{ $labels.job_id }} failed",
@@ -334,14 +351,15 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                         "run(s) in the last 15 minutes."
                     ),
                     dashboard_query=JOB_DASHBOARD,
-                )
+                ),
+                scheduler,
             ),
             *by_criticality(
                 Alert(
                     alert="SundialJobFailingRepeatedly",
                     expr=(
                         "max by (job_id) "
-                        f"(sundial_catalog_job_consecutive_failures{{{API}}}) "
+                        f"(sundial_catalog_job_consecutive_failures{{{api}}}) "
                         f">= {c.FAILING_REPEATEDLY_RUNS}"
                     ),
                     severity="",
@@ -351,15 +369,17 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                         "it is not recovering on its own."
                     ),
                     dashboard_query=JOB_DASHBOARD,
-                )
+                ),
+                scheduler,
             ),
             *by_criticality(
                 Alert(
                     alert="SundialJobOverdue",
                     expr=(
                         "time() - max by (job_id) "
-                        f"(sundial_catalog_job_next_run_timestamp_seconds{{{API}}})\n"
-                        f"> {t.overdue_margin_seconds}"
+                        f"(sundial_catalog_job_next_run_timestamp_seconds{{{api}}})\n"
+                        "> on (job_id) max by (job_id) "
+                        f"(sundial_catalog_job_overdue_after_seconds{{{api}}})"
                     ),
                     for_="1m",
                     severity="",
@@ -370,21 +390,23 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                     ),
                     comment=(
                         "From the API's catalog, so it fires when every scheduler is dead. "
-                        "Paused jobs have no next run time and never fire."
+                        "Each job's grace comes from its definition (overdue_after, or derived "
+                        "from its interval). Paused jobs have no next run time and never fire."
                     ),
                     dashboard_query=JOB_DASHBOARD,
-                )
+                ),
+                scheduler,
             ),
             *by_criticality(
                 Alert(
                     alert="SundialJobNotSucceededRecently",
                     expr=(
                         "(time() - max by (job_id) "
-                        f"(sundial_job_last_success_timestamp_seconds{{{SCHEDULER}}} > 0))\n"
+                        f"(sundial_job_last_success_timestamp_seconds{{{scheduler}}} > 0))\n"
                         "> on (job_id) 2 * max by (job_id) "
-                        f"(sundial_job_expected_interval_seconds{{{SCHEDULER}}} > 0)\n"
+                        f"(sundial_job_expected_interval_seconds{{{scheduler}}} > 0)\n"
                         "and on (job_id) max by (job_id) "
-                        f"(sundial_job_next_run_timestamp_seconds{{{SCHEDULER}}})"
+                        f"(sundial_job_next_run_timestamp_seconds{{{scheduler}}})"
                     ),
                     for_="5m",
                     severity="",
@@ -399,7 +421,8 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                         "SundialJobOverdue and SundialJobFailed."
                     ),
                     dashboard_query=JOB_DASHBOARD,
-                )
+                ),
+                scheduler,
             ),
             Alert(
                 alert="SundialJobTooLong",
@@ -425,7 +448,7 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                 alert="SundialJobMissedRuns",
                 expr=(
                     "sum by (job_id) (increase(sundial_job_runs_total"
-                    f'{{{SCHEDULER},outcome="missed"}}[1h])) > 0'
+                    f'{{{scheduler},outcome="missed"}}[1h])) > 0'
                 ),
                 severity="warning",
                 summary="Sundial job {{ $labels.job_id }} missed runs",
@@ -440,7 +463,7 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                 alert="SundialJobSkippedOverlap",
                 expr=(
                     "sum by (job_id) (increase(sundial_job_runs_total"
-                    f'{{{SCHEDULER},outcome="skipped"}}[1h])) > 0'
+                    f'{{{scheduler},outcome="skipped"}}[1h])) > 0'
                 ),
                 severity="warning",
                 summary="Sundial job {{ $labels.job_id }} skipped runs",
@@ -456,7 +479,7 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
                 expr=(
                     "histogram_quantile(0.95,\n"
                     "  sum by (job_id, le) "
-                    f"(rate(sundial_job_lag_seconds_bucket{{{SCHEDULER}}}[30m]))\n"
+                    f"(rate(sundial_job_lag_seconds_bucket{{{scheduler}}}[30m]))\n"
                     f") > {c.LAG_P95_SECONDS}"
                 ),
                 for_="5m",
@@ -479,55 +502,59 @@ def job_group(t: Tuning = PRODUCTION) -> Group:
     )
 
 
-API_ALERTS = Group(
-    name="sundial-api",
-    rules=[
-        Alert(
-            alert="SundialApiDown",
-            expr=f"up{{{API}}} == 0 or absent(up{{{API}}})",
-            for_="2m",
-            severity="critical",
-            summary="Sundial API is down",
-            description=(
-                "Prometheus cannot scrape the Sundial API: the CLI and dashboard cannot "
-                "manage jobs, and the catalog alerts (SundialJobOverdue) are blind."
+def api_group(target: c.Target) -> Group:
+    """The API's own alerts."""
+    api = target.api
+    return Group(
+        name="sundial-api",
+        rules=[
+            Alert(
+                alert="SundialApiDown",
+                expr=f"up{{{api}}} == 0 or absent(up{{{api}}})",
+                for_="2m",
+                severity="critical",
+                summary="Sundial API is down",
+                description=(
+                    "Prometheus cannot scrape the Sundial API: the CLI and dashboard cannot "
+                    "manage jobs, and the catalog alerts (SundialJobOverdue) are blind."
+                ),
             ),
-        ),
-        Alert(
-            alert="SundialApiErrorsHigh",
-            expr=(
-                f'sum(rate(sundial_http_requests_total{{{API},status=~"5.."}}[5m]))\n'
-                f"/ sum(rate(sundial_http_requests_total{{{API}}}[5m]))\n"
-                f"> {c.API_ERROR_RATIO}"
+            Alert(
+                alert="SundialApiErrorsHigh",
+                expr=(
+                    f'sum(rate(sundial_http_requests_total{{{api},status=~"5.."}}[5m]))\n'
+                    f"/ sum(rate(sundial_http_requests_total{{{api}}}[5m]))\n"
+                    f"> {c.API_ERROR_RATIO}"
+                ),
+                for_="5m",
+                severity="warning",
+                summary="Sundial API answers with server errors",
+                description=(
+                    "{{ $value | humanizePercentage }} of the Sundial API's requests in the last "
+                    "5 minutes ended in a 5xx status."
+                ),
             ),
-            for_="5m",
-            severity="warning",
-            summary="Sundial API answers with server errors",
-            description=(
-                "{{ $value | humanizePercentage }} of the Sundial API's requests in the last "
-                "5 minutes ended in a 5xx status."
+            Alert(
+                alert="SundialApiLatencyHigh",
+                expr=(
+                    "histogram_quantile(0.95,\n"
+                    "  sum by (route, le) (rate(sundial_http_request_duration_seconds_bucket"
+                    f'{{{api},route!~"{c.SLOW_BY_DESIGN_ROUTES}"}}[5m]))\n'
+                    f") > {c.API_LATENCY_P95_SECONDS}"
+                ),
+                for_="10m",
+                severity="warning",
+                summary="Sundial API route {{ $labels.route }} is slow",
+                description=(
+                    "The 95th percentile latency of {{ $labels.route }} has been "
+                    "{{ $value | humanizeDuration }} for 10 minutes "
+                    f"(over {_duration(c.API_LATENCY_P95_SECONDS)})."
+                ),
+                comment="Streams and waiting command reads are slow by design and left out.",
             ),
-        ),
-        Alert(
-            alert="SundialApiLatencyHigh",
-            expr=(
-                "histogram_quantile(0.95,\n"
-                "  sum by (route, le) (rate(sundial_http_request_duration_seconds_bucket"
-                f'{{{API},route!~"{c.SLOW_BY_DESIGN_ROUTES}"}}[5m]))\n'
-                f") > {c.API_LATENCY_P95_SECONDS}"
-            ),
-            for_="10m",
-            severity="warning",
-            summary="Sundial API route {{ $labels.route }} is slow",
-            description=(
-                "The 95th percentile latency of {{ $labels.route }} has been "
-                "{{ $value | humanizeDuration }} for 10 minutes "
-                f"(over {_duration(c.API_LATENCY_P95_SECONDS)})."
-            ),
-            comment="Streams and waiting command reads are slow by design and left out.",
-        ),
-    ],
-)
+        ],
+    )
+
 
 META_ALERTS = Group(
     name="sundial-meta",
@@ -546,14 +573,24 @@ META_ALERTS = Group(
 )
 
 
-def build_groups(tuning: Tuning = PRODUCTION) -> list[Group]:
-    """Every rule group, with ``tuning``'s thresholds and windows."""
-    return [
-        recording_group(tuning),
-        scheduler_group(tuning),
-        job_group(tuning),
-        API_ALERTS,
+def build_groups(tuning: Tuning = PRODUCTION, target: c.Target = c.DEFAULT_TARGET) -> list[Group]:
+    """Every rule group, with ``tuning``'s thresholds and ``target``'s selectors and links."""
+    groups = [
+        recording_group(tuning, target),
+        scheduler_group(tuning, target),
+        job_group(tuning, target),
+        api_group(target),
         META_ALERTS,
+    ]
+    return [
+        replace(
+            group,
+            rules=[
+                replace(rule, links=target) if isinstance(rule, Alert) else rule
+                for rule in group.rules
+            ],
+        )
+        for group in groups
     ]
 
 
@@ -602,8 +639,25 @@ def _rule_lines(rule: Record | Alert, for_override: str | None) -> list[str]:
     lines.append(f"      severity: {rule.severity}")
     lines.append("    annotations:")
     for key, value in rule.annotations.items():
-        lines += _block(key, value, "      ")
+        if key.endswith("_url"):
+            # Always quoted, so that render-links.sh can rebase them with one pattern.
+            lines.append(f"      {key}: {json.dumps(value)}")
+        else:
+            lines += _block(key, value, "      ")
     return lines
+
+
+def render_groups(groups: Iterable[Group], *, for_override: str | None = None) -> list[str]:
+    """The lines of the ``groups:`` mapping, as a rule file and a PrometheusRule hold it."""
+    out = ["groups:"]
+    for group in groups:
+        out.append(f"- name: {group.name}")
+        if group.interval:
+            out.append(f"  interval: {group.interval}")
+        out.append("  rules:")
+        for rule in group.rules:
+            out += _rule_lines(rule, for_override)
+    return out
 
 
 def render(groups: Iterable[Group] = GROUPS, *, for_override: str | None = None) -> str:
@@ -612,24 +666,25 @@ def render(groups: Iterable[Group] = GROUPS, *, for_override: str | None = None)
         "# Generated by deploy/prometheus/generate_rules.py from deploy/conventions.py: edit",
         "# those, then run the generator.",
         "# Runbook: deploy/prometheus/RUNBOOK.md. Tests: deploy/prometheus/tests/.",
-        "groups:",
+        *render_groups(groups, for_override=for_override),
     ]
-    for group in groups:
-        out.append(f"- name: {group.name}")
-        if group.interval:
-            out.append(f"  interval: {group.interval}")
-        out.append("  rules:")
-        for rule in group.rules:
-            out += _rule_lines(rule, for_override)
     return "\n".join(out) + "\n"
 
 
-def main(argv: Sequence[str]) -> int:
-    target = Path(argv[1]) if len(argv) > 1 else RULES_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render(), encoding="utf-8")
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Write Sundial's Prometheus rules for the compose stack or another Prometheus."
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RULES_FILE, help="rule file to write (default: %(default)s)"
+    )
+    c.add_selector_options(parser)
+    c.add_link_options(parser)
+    options, target = c.parse_target(parser, argv)
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(render(build_groups(target=target)), encoding="utf-8")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())

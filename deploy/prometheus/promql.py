@@ -58,6 +58,7 @@ EXPORTED: Mapping[str, frozenset[str]] = {
         "sundial_catalog_job_next_run_timestamp_seconds",
         "sundial_catalog_job_last_success_timestamp_seconds",
         "sundial_catalog_job_consecutive_failures",
+        "sundial_catalog_job_overdue_after_seconds",
         "sundial_catalog_scheduler_heartbeat_age_seconds",
         "sundial_catalog_backend_up",
     },

@@ -1,7 +1,7 @@
 """Real processes for the alerting and metrics-lint tests, on free loopback ports.
 
-Sundial's scheduler and API run from this checkout; Prometheus and Alertmanager are the
-binaries ``.ci/install-monitoring.sh`` installs, with test-only configs derived from the
+Sundial's scheduler and API run from this checkout; Prometheus and Alertmanager come
+from the PATH or from their images (``monitoring_tools``), with test-only configs derived from the
 committed ones under ``deploy/`` (same scrape job names, same rules and routes, shorter
 intervals).
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -53,12 +52,6 @@ def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} not found: run .ci/install-monitoring.sh"
-    return path
 
 
 def free_port() -> int:

@@ -19,7 +19,6 @@ from alerting_stack import (
     Service,
     answers,
     api_service,
-    binary,
     free_port,
     fresh_database,
     get,
@@ -28,6 +27,7 @@ from alerting_stack import (
     wait_for,
 )
 from deploy_modules import load_deploy_module
+from monitoring_tools import command
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +66,7 @@ def _stop(services: list[Service]) -> None:
 
 def lint(text: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [binary("promtool"), "check", "metrics"],
+        [*command("promtool"), "check", "metrics"],
         input=text,
         capture_output=True,
         text=True,

@@ -1,11 +1,14 @@
 """Smoke test of the compose stack: what a user sees after `make up`, then `make down`.
 
 Runs the README's verbs for real (``make up`` / ``make down``) as a stack of its own
-(project ``sundial-smoke``, free loopback ports, ``.env.example`` as the env file), so it
-neither touches a user's ``.env`` nor collides with a running stack. Images come from
-the usual variables (``POSTGRES_IMAGE``, ``GRAFANA_IMAGE``, ...): upstream by default, the
-stand-ins of ``.ci/images.sh`` in CI, where Grafana and Mailpit are stand-ins that answer
-only the calls made here (see ``.ci/images/grafana`` and ``.ci/images/mailpit``).
+(project ``sundial-smoke``, free loopback ports for what it publishes, ``.env.example`` as
+the env file), so it neither touches a user's ``.env`` nor collides with a running stack.
+The backing services' ports keep their defaults, 5432 and 6379, and are taken by another
+program meanwhile (the machine's own servers, or this test), as on a developer's laptop.
+Images come from the usual variables (``POSTGRES_IMAGE``, ``GRAFANA_IMAGE``, ...):
+upstream by default, the stand-ins of ``.ci/images.sh`` in CI, where Grafana and Mailpit
+are stand-ins that answer only the calls made here (see ``.ci/images/grafana`` and
+``.ci/images/mailpit``).
 
 To see an alert delivered within a minute or two, the stack gets two test-only parts
 through an extra compose file: a job module (mounted like a user's ``./jobs``) with a
@@ -15,6 +18,7 @@ Marked ``smoke``; not part of ``make test``. Run it with ``make smoke``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -23,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,9 +49,9 @@ PORTS = (
     "ALERTMANAGER_PORT",
     "MAILPIT_PORT",
     "MAILPIT_SMTP_PORT",
-    "POSTGRES_PORT",
-    "REDIS_PORT",
 )
+# The defaults of .env.example, which the stack must not need.
+BACKEND_PORTS = (5432, 6379)
 JOB_MODULE = f'''
 """A critical job that always fails: the smoke test waits for its alert."""
 
@@ -131,7 +136,21 @@ def render_short_rules(target: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def backend_ports_taken() -> Iterator[None]:
+    """5432 and 6379 held by another program for as long as the stack runs."""
+    with contextlib.ExitStack() as held:
+        for port in BACKEND_PORTS:
+            sock = held.enter_context(socket.socket())
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken already, as on this machine's CI
+            sock.listen()
+        yield
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, backend_ports_taken: None) -> Iterator[Stack]:
     if (
         shutil.which("docker") is None
         or subprocess.run(["docker", "info"], capture_output=True).returncode
@@ -156,7 +175,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "SUNDIAL_JOBS_DIR": str(jobs),
         "SUNDIAL_JOB_MODULES": "sundial_scheduler.jobs.examples,smoke_jobs",
     }
-    for name in ("COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES"):
+    for name in (
+        "COMPOSE_FILE",
+        "COMPOSE_PROJECT_NAME",
+        "COMPOSE_PROFILES",
+        "POSTGRES_PORT",
+        "REDIS_PORT",
+        "SUNDIAL_RUNBOOK_URL",
+        "SUNDIAL_GRAFANA_URL",
+    ):
         env.pop(name, None)
     make_args = [
         f"PROJECT={PROJECT}",
@@ -229,6 +256,38 @@ def test_grafana_serves_the_provisioned_dashboard(stack: Stack) -> None:
         what="dashboard sundial-overview provisioned",
     )
     assert board["dashboard"]["title"] == "Sundial / Overview"
+
+
+def test_every_alert_link_opens_its_runbook_section_and_the_dashboard(stack: Stack) -> None:
+    # The rules as the stack's Prometheus loaded them, links rendered at its start.
+    groups = eventually(
+        lambda: get_json(stack.url("PROMETHEUS_PORT", "/api/v1/rules"))["data"]["groups"],
+        timeout=60,
+        what="Prometheus's rules",
+    )
+    alerts = [rule for group in groups for rule in group["rules"] if rule["type"] == "alerting"]
+    assert alerts
+    board = get_json(stack.url("GRAFANA_PORT", "/api/dashboards/uid/sundial-overview"))
+    uid = board["dashboard"]["uid"]
+    pages: dict[str, str] = {}
+    for alert in alerts:
+        runbook = alert["annotations"]["runbook_url"]
+        page, anchor = runbook.split("#")
+        assert page == stack.url("API_PORT", "/runbook").replace("127.0.0.1", "localhost")
+        if page not in pages:
+            with urllib.request.urlopen(page, timeout=10) as response:
+                pages[page] = response.read().decode()
+        assert f'id="{anchor}"' in pages[page], f"{alert['name']}: no #{anchor} at {page}"
+        dashboard = urllib.parse.urlsplit(alert["annotations"]["dashboard_url"])
+        assert dashboard.netloc == f"localhost:{stack.env['GRAFANA_PORT']}", alert["name"]
+        assert dashboard.path == f"/d/{uid}", alert["name"]
+
+
+def test_the_backend_ports_stay_the_hosts(stack: Stack) -> None:
+    published = subprocess.run(
+        ["docker", "port", *stack.containers("postgres")], capture_output=True, text=True
+    ).stdout
+    assert published == "", f"postgres publishes {published!r} without PUBLISH_BACKENDS"
 
 
 def test_a_failing_critical_job_pages_by_mail_and_webhook(stack: Stack) -> None:

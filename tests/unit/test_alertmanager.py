@@ -2,15 +2,14 @@
 and (with a real Alertmanager on loopback) groups by alertname/job_id and inhibits job
 alerts while the scheduler or backend is down.
 
-Needs ``amtool`` and ``prometheus-alertmanager`` (``.ci/install-monitoring.sh``); the tests
-fail, not skip, without them.
+Needs ``amtool`` and ``alertmanager``, from the PATH or from the Alertmanager image
+(``monitoring_tools``); the tests fail, not skip, without them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from monitoring_tools import command
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTMANAGER = ROOT / "deploy" / "alertmanager"
@@ -27,18 +27,12 @@ CONFIG = ALERTMANAGER / "alertmanager.yml"
 RENDER = ALERTMANAGER / "render-config.sh"
 
 
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} not found: run .ci/install-monitoring.sh"
-    return path
-
-
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
 
 
 def check_config(path: Path) -> None:
-    result = run(binary("amtool"), "check-config", str(path))
+    result = run(*command("amtool"), "check-config", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -60,7 +54,7 @@ def test_config_is_valid() -> None:
 )
 def test_routes(labels: list[str], receiver: str) -> None:
     result = run(
-        binary("amtool"),
+        *command("amtool"),
         "config",
         "routes",
         "test",
@@ -129,7 +123,7 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
     log = (tmp_path / "alertmanager.log").open("w")
     process = subprocess.Popen(
         [
-            binary("prometheus-alertmanager"),
+            *command("alertmanager"),
             f"--config.file={CONFIG}",
             f"--storage.path={tmp_path}",
             f"--web.listen-address=127.0.0.1:{port}",

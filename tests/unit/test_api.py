@@ -637,7 +637,17 @@ def test_http_metrics_use_the_route_template(client: TestClient) -> None:
 
 
 def test_catalog_gauges(client: TestClient, backend: FakeBackend) -> None:
-    backend.save_jobs([make_job("paused_one", state=JobState.PAUSED, next_run_time=None)])
+    backend.save_jobs(
+        [
+            make_job("paused_one", state=JobState.PAUSED, next_run_time=None),
+            make_job("every_five", expected_interval_seconds=300),
+            make_job(
+                "patient",
+                expected_interval_seconds=300,
+                options=JobOptions(overdue_after_seconds=7200),
+            ),
+        ]
+    )
     backend.save_runs(
         [
             make_run("daily_reports", Outcome.SUCCESS, 30),
@@ -656,6 +666,9 @@ def test_catalog_gauges(client: TestClient, backend: FakeBackend) -> None:
     )
     assert sample("sundial_catalog_job_consecutive_failures", {"job_id": "daily_reports"}) == 2
     assert sample("sundial_catalog_job_consecutive_failures", {"job_id": "paused_one"}) == 0
+    # Three intervals of grace before a job counts as overdue, its own where it says.
+    assert sample("sundial_catalog_job_overdue_after_seconds", {"job_id": "every_five"}) == 900
+    assert sample("sundial_catalog_job_overdue_after_seconds", {"job_id": "patient"}) == 7200
     success = sample(
         "sundial_catalog_job_last_success_timestamp_seconds", {"job_id": "daily_reports"}
     )

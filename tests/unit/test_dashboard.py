@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import monitoring_tools
 import pytest
 from deploy_modules import DEPLOY, load_deploy_module
 
@@ -59,10 +59,8 @@ def test_no_import_placeholders() -> None:
         assert "__inputs" not in text and "${DS_" not in text, path.name
 
 
-def test_every_panel_query_and_variable_uses_the_provisioned_datasource(
-    model: dict[str, Any],
-) -> None:
-    expected = {"type": "prometheus", "uid": DATASOURCE_UID}
+def test_every_panel_and_query_reads_the_datasource_variable(model: dict[str, Any]) -> None:
+    expected = {"type": "prometheus", "uid": "${datasource}"}
     for panel in walk(model["panels"]):
         if panel["type"] == "row":
             continue
@@ -70,8 +68,56 @@ def test_every_panel_query_and_variable_uses_the_provisioned_datasource(
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             assert target["datasource"] == expected, panel["title"]
-    for variable in model["templating"]["list"]:
+    for variable in model["templating"]["list"][1:]:
         assert variable["datasource"] == expected, variable["name"]
+
+
+def test_the_datasource_variable_starts_on_the_provisioned_prometheus(
+    model: dict[str, Any],
+) -> None:
+    variable = model["templating"]["list"][0]
+    assert (variable["name"], variable["type"], variable["query"]) == (
+        "datasource",
+        "datasource",
+        "prometheus",
+    )
+    assert variable["current"]["value"] == DATASOURCE_UID
+
+
+def test_the_dashboard_imports_into_another_grafana_as_it_is(model: dict[str, Any]) -> None:
+    # An import keeps the uid (alert links name it) and must neither ask for inputs nor
+    # collide with a dashboard id of the Grafana it was exported from.
+    assert "id" not in model and "__inputs" not in model
+    assert model["uid"] == conventions.DASHBOARD_UID
+    text = json.dumps(model["panels"])
+    assert DATASOURCE_UID not in text, "a panel names the provisioned datasource itself"
+
+
+OTHER_SELECTORS = {
+    "scheduler": 'namespace="prod",service="sundial-scheduler"',
+    "api": 'namespace="prod",service="sundial-api"',
+}
+
+
+def test_other_selectors_replace_every_default_one(tmp_path: Path) -> None:
+    out = tmp_path / "board.json"
+    options = [arg for name, v in OTHER_SELECTORS.items() for arg in (f"--{name}-selector", v)]
+    assert generate.main(["--out", str(out), *options]) == 0
+    # The same dashboard, the selectors aside: no query keeps a default one.
+    expected = generate.render()
+    for name, selector in OTHER_SELECTORS.items():
+        default = getattr(conventions.DEFAULT_TARGET, name)
+        expected = expected.replace(json.dumps(default)[1:-1], json.dumps(selector)[1:-1])
+    assert out.read_text(encoding="utf-8") == expected
+    assert 'job=\\"sundial-' not in expected
+
+
+def test_a_selector_that_is_no_label_matcher_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        generate.main(["--scheduler-selector", "job=sundial-scheduler"])
+    assert "not a label matcher list: 'job=sundial-scheduler'" in capsys.readouterr().err
 
 
 def test_datasource_provisioning_has_the_fixed_uid() -> None:
@@ -145,8 +191,6 @@ def test_panel_queries_fill_every_variable(model: dict[str, Any]) -> None:
 
 
 def test_every_query_is_valid_promql(model: dict[str, Any], tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool not found: run .ci/install-monitoring.sh"
     # promtool parses rule expressions: each query becomes a recording rule.
     group = {
         "name": "dashboard-queries",
@@ -158,7 +202,10 @@ def test_every_query_is_valid_promql(model: dict[str, Any], tmp_path: Path) -> N
     path = tmp_path / "queries.yml"
     path.write_text(json.dumps({"groups": [group]}), encoding="utf-8")  # JSON is YAML
     result = subprocess.run(
-        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+        [*monitoring_tools.command("promtool"), "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -171,7 +218,9 @@ def test_every_query_uses_known_metrics(model: dict[str, Any]) -> None:
         assert not unknown, f"{query.title}: {unknown}"
         misplaced = promql.misplaced_metrics(query.expr)
         assert not misplaced, f"{query.title}: {misplaced}"
-    variable_queries = [v["definition"] for v in model["templating"]["list"]]
+    variable_queries = [
+        v["definition"] for v in model["templating"]["list"] if v["type"] == "query"
+    ]
     for definition in variable_queries:
-        (metric,) = re.findall(r"label_values\((\w+),", definition)
+        (metric,) = re.findall(r"label_values\((\w+)\{", definition)
         assert metric in known

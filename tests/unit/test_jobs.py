@@ -449,3 +449,42 @@ def test_an_id_bound_to_another_function_is_rejected() -> None:
 def test_invalid_ids_are_rejected(job_id: str) -> None:
     with pytest.raises(JobDefinitionError, match="ids are 1-200 letters"):
         Registry().job(every(minutes=1), id=job_id)(sync_inventory)
+
+
+def test_a_job_that_leaves_overdue_after_unset_keeps_its_fingerprint_across_the_upgrade() -> None:
+    # Computed by the release before overdue_after existed: a changed fingerprint would
+    # make every scheduler replace every job, undoing pauses made through the API.
+    assert base_definition().fingerprint() == "a73f4a6bb8c184ac"
+    assert base_definition(overdue_after="10m").fingerprint() != "a73f4a6bb8c184ac"
+
+
+# -- overdue grace ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("trigger", "seconds"),
+    [
+        (every(seconds=10), 180),  # three intervals would be 30 s: the floor
+        (every(minutes=1), 180),
+        (every(minutes=15), 2700),
+        (cron("0 * * * *"), 3600),
+        (cron("0 6 * * *"), 3600),  # the ceiling
+        (cron("0 6 * * mon"), 3600),
+        (at("2030-01-01T06:00:00+00:00"), 180),  # no interval to scale by
+    ],
+)
+def test_overdue_grace_defaults_to_three_intervals_within_three_minutes_and_an_hour(
+    trigger: Any, seconds: float
+) -> None:
+    assert define(trigger).view().overdue_after_seconds() == seconds
+
+
+def test_a_jobs_own_overdue_after_wins() -> None:
+    definition = define(cron("0 6 * * *"), overdue_after="10m")
+    assert definition.options.overdue_after_seconds == 600
+    assert definition.view().overdue_after_seconds() == 600
+
+
+def test_overdue_after_must_be_a_positive_duration() -> None:
+    with pytest.raises(JobDefinitionError, match="job 'sync_inventory': overdue_after"):
+        define(every(minutes=1), overdue_after="0s")

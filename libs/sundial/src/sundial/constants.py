@@ -29,9 +29,26 @@ MAX_TRACEBACK_CHARS = 8_000
 #: The workers' queue a run goes to when its job names none (queue executor).
 DEFAULT_QUEUE = "default"
 
+#: When a job counts as overdue (its next run time passed and nothing ran), unless the job
+#: says (``overdue_after=``): this many of its intervals late, within these bounds. The
+#: floor stays above what an on-time job can appear to lag (the API's catalog reading is
+#: cached, Prometheus scrapes every 15 s); past the ceiling, a daily job that has not run
+#: for an hour is worth a person's look. A job without a regular interval (a one-off)
+#: gets the floor: there is no later fire to make up for it.
+OVERDUE_INTERVALS = 3
+OVERDUE_MIN_SECONDS = 180.0
+OVERDUE_MAX_SECONDS = 3600.0
+
 #: The built-in job that prunes run history, claims and finished commands.
 MAINTENANCE_JOB_ID = "system_maintenance"
 MAINTENANCE_INTERVAL_HOURS = 6
+
+
+def default_overdue_after(interval_seconds: float | None) -> float:
+    """Seconds past its next run time before a job with this interval counts as overdue."""
+    if interval_seconds is None:
+        return OVERDUE_MIN_SECONDS
+    return min(max(OVERDUE_INTERVALS * interval_seconds, OVERDUE_MIN_SECONDS), OVERDUE_MAX_SECONDS)
 
 
 def heartbeat_interval(lease_seconds: float) -> float:

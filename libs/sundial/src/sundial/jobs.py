@@ -29,6 +29,10 @@ JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 UNIQUE_PERIODS = ("hour", "day")
+# Options added since fingerprints were first stored stay out of a job's fingerprint while
+# the job leaves them unset: upgrading Sundial must not count as a change to every job's
+# definition, which would undo the pauses and reschedules made through the API.
+_LATER_OPTIONS = ("overdue_after_seconds", "queue")
 
 
 class JobDefinitionError(ValueError):
@@ -133,7 +137,10 @@ class JobDefinition:
             "func": self.func_ref,
             "name": self.name,
             "trigger": self.trigger.model_dump(mode="json"),
-            "options": self.options.model_dump(mode="json"),
+            "options": self.options.model_dump(
+                mode="json",
+                exclude={name for name in _LATER_OPTIONS if getattr(self.options, name) is None},
+            ),
             "kwargs": dict(self.kwargs),
         }
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
@@ -227,6 +234,8 @@ def define_job(
     unique_per: str | None = None,
     requires: Iterable[str] = (),
     requires_within: float | str | timedelta | None = None,
+    overdue_after: float | str | timedelta | None = None,
+    queue: str | None = None,
 ) -> JobDefinition:
     """The definition of a scheduled job; JobDefinitionError names the job if invalid."""
     job_id = id or func.__name__
@@ -250,6 +259,8 @@ def define_job(
                 "unique_per": unique_per,
                 "requires": tuple(requires),
                 "requires_within_seconds": parse_duration(requires_within),
+                "overdue_after_seconds": parse_duration(overdue_after),
+                "queue": queue,
             },
             kwargs=dict(kwargs or {}),
         )
@@ -263,8 +274,10 @@ def job(trigger: Spec, **options: Any) -> Callable[[F], F]:
     Options: ``id`` (default: the function's name), ``name``, ``timeout``, ``retries``,
     ``retry_backoff``, ``max_instances``, ``coalesce``, ``misfire_grace_time``,
     ``critical``, ``description`` (default: the docstring), ``tags``, ``kwargs``,
-    ``secret_kwargs``, ``unique_per`` (``"hour"`` or ``"day"``), ``requires`` and
-    ``requires_within``; durations as seconds, text (``"15m"``) or timedelta. The
+    ``secret_kwargs``, ``unique_per`` (``"hour"`` or ``"day"``), ``requires``,
+    ``requires_within``, ``overdue_after`` (default: three intervals, within 3 minutes
+    and an hour) and ``queue`` (the workers' queue its runs go to; default ``default``);
+    durations as seconds, text (``"15m"``) or timedelta. The
     definition is checked here, so a module with an invalid job fails to import with an
     error that names it; the scheduler schedules it once it imports the module (it is
     listed in ``SUNDIAL_JOB_MODULES``). Several ``@job`` on one function give it several

@@ -14,6 +14,7 @@ from sundial.constants import (
     MAX_ERROR_MESSAGE_CHARS,
     MAX_TRACEBACK_CHARS,
     SECRET_MASK,
+    default_overdue_after,
 )
 from sundial.triggers import TriggerSpec
 
@@ -80,6 +81,12 @@ class JobOptions(BaseModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
         description="workers' queue for this job's runs (queue executor); unset = default",
     )
+    overdue_after_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="how long past its next run time the job may go without running "
+        "before it counts as overdue; unset = derived from its interval",
+    )
 
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based): backoff, doubling."""
@@ -106,6 +113,12 @@ class JobView(BaseModel):
     fingerprint: str = ""
     expected_interval_seconds: float | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+
+    def overdue_after_seconds(self) -> float:
+        """Seconds past its next run time before this job counts as overdue."""
+        if self.options.overdue_after_seconds is not None:
+            return self.options.overdue_after_seconds
+        return default_overdue_after(self.expected_interval_seconds)
 
     def public_kwargs(self) -> dict[str, Any]:
         """kwargs with the values of secret keys masked."""

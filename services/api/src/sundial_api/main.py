@@ -24,7 +24,17 @@ from sundial.metrics import process_registry
 from sundial_api.errors import install_error_handlers
 from sundial_api.metrics import CatalogCollector, HttpMetrics, HttpMetricsMiddleware
 from sundial_api.middleware import RequestLimitsMiddleware
-from sundial_api.routes import commands, events, health, jobs, metrics, runs, scheduler, triggers
+from sundial_api.routes import (
+    commands,
+    events,
+    health,
+    jobs,
+    metrics,
+    runbook,
+    runs,
+    scheduler,
+    triggers,
+)
 from sundial_api.ui.routes import install_ui
 
 log = structlog.get_logger(__name__)
@@ -97,7 +107,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     app.add_middleware(RequestLimitsMiddleware)
     # outermost, so that refused and failed requests are counted too
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry))
-    for module in (health, jobs, runs, commands, scheduler, events, metrics, triggers):
+    for module in (health, jobs, runs, commands, scheduler, events, metrics, triggers, runbook):
         app.include_router(module.router)
     install_ui(app, settings)
     return app

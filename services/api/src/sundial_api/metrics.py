@@ -180,6 +180,11 @@ def _job_gauges(reading: CatalogReading) -> Iterable[Metric]:
         "Failed or timed-out runs of each job since its last success",
         labels=["job_id"],
     )
+    overdue_after = GaugeMetricFamily(
+        "sundial_catalog_job_overdue_after_seconds",
+        "How long past its next run time each job may go without running",
+        labels=["job_id"],
+    )
     for job in reading.jobs:
         if job.state is JobState.SCHEDULED and job.next_run_time is not None:
             next_run.add_metric([job.id], utc(job.next_run_time).timestamp())
@@ -187,4 +192,5 @@ def _job_gauges(reading: CatalogReading) -> Iterable[Metric]:
         if summary is not None and summary.last_success_at is not None:
             last_success.add_metric([job.id], utc(summary.last_success_at).timestamp())
         failures.add_metric([job.id], float(summary.consecutive_failures if summary else 0))
-    return (next_run, last_success, failures)
+        overdue_after.add_metric([job.id], job.overdue_after_seconds())
+    return (next_run, last_success, failures, overdue_after)

@@ -9,6 +9,7 @@ with a lease row, and serialises every writer already (``BEGIN IMMEDIATE``).
 from __future__ import annotations
 
 import sqlite3
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ MIGRATION_LOCK_KEY = 0x53554E4449414C02
 # Long enough to ride out the other process's write transaction, short enough that a
 # stuck writer shows up as an error rather than a hang.
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+WAL_SWITCH_ATTEMPTS = 50
+WAL_SWITCH_RETRY_SECONDS = 0.1
 #: claims are won with INSERT … RETURNING, which SQLite has from 3.35
 SQLITE_MIN_VERSION = (3, 35)
 #: execution option marking a transaction that only reads (SQLite then takes no write lock)
@@ -180,8 +183,18 @@ def dialect_for(raw_url: str) -> Dialect:
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin.
     dbapi_connection.isolation_level = None
-    # WAL lets the API read while the scheduler writes.
-    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    # WAL lets the API read while the scheduler writes. The mode is kept in the file, so
+    # only the first connections to a new database switch it; switching waits for no
+    # busy handler, so processes starting together retry instead of failing.
+    for attempt in range(WAL_SWITCH_ATTEMPTS):
+        try:
+            if dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == WAL_SWITCH_ATTEMPTS - 1:
+                raise
+            time.sleep(WAL_SWITCH_RETRY_SECONDS)
 
 
 def _sqlite_begin(conn: Connection) -> None:
