@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from apscheduler.job import Job
 from apscheduler.jobstores.memory import MemoryJobStore
 
 from sundial.backends import Backend, BackendError, RunCursor, history
+from sundial.backends.base import Dispatched
 from sundial.backends.jobstore import JobStore
+from sundial.backends.queue import RunMessage
 from sundial.models import (
     Command,
     CommandState,
@@ -18,6 +20,7 @@ from sundial.models import (
     JobState,
     JobView,
     Outcome,
+    QueueDepth,
     Run,
     RunSummary,
     utcnow,
@@ -41,6 +44,7 @@ class FakeBackend(Backend):
         self.jobs: dict[str, JobView] = {}
         self.runs: dict[str, Run] = {}
         self.summaries: dict[str, history.StoredSummary] = {}
+        self.messages: list[RunMessage] = []
         self.commands: dict[str, Command] = {}
         self.instances: dict[str, Instance] = {}
         self.claims: set[tuple[str, datetime]] = set()
@@ -124,12 +128,12 @@ class FakeBackend(Backend):
         with self._lock:
             self._store(history.latest(runs).values())
 
-    def _store(self, incoming: Iterable[Run]) -> int:
+    def _store(self, incoming: Iterable[Run]) -> list[Run]:
         writes = [run for run in incoming if history.supersedes(run, self.runs.get(run.run_id))]
         finished = [run for run in writes if history.newly_finished(run, self.runs.get(run.run_id))]
         self.runs.update({run.run_id: run for run in writes})
         self.summaries.update(history.fold_all(self.summaries, finished))
-        return len(writes)
+        return writes
 
     def get_run(self, run_id: str) -> Run | None:
         self._check("get_run")
@@ -179,11 +183,52 @@ class FakeBackend(Backend):
             if job_ids is None or job_id in job_ids
         }
 
-    def interrupt_orphaned_runs(self, live_instance_ids: Collection[str]) -> int:
+    def interrupt_orphaned_runs(self, live_instance_ids: Collection[str]) -> list[Run]:
         self._check("interrupt_orphaned_runs")
         with self._lock:
             orphans = history.interrupt_orphans(list(self.runs.values()), live_instance_ids)
             return self._store(orphans)
+
+    def update_runs(
+        self, run_ids: Collection[str], change: Callable[[Run], Run | None]
+    ) -> list[Run]:
+        self._check("update_runs")
+        with self._lock:
+            stored = [self.runs[run_id] for run_id in run_ids if run_id in self.runs]
+            return self._store([new for run in stored if (new := change(run)) is not None])
+
+    def count_active(self, job_ids: Collection[str]) -> dict[str, int]:
+        self._check("count_active")
+        counts = dict.fromkeys(job_ids, 0)
+        for run in self.runs.values():
+            if run.job_id in counts and run.outcome in history.ACTIVE_OUTCOMES:
+                counts[run.job_id] += 1
+        return counts
+
+    def queued_by_queue(self) -> dict[str, QueueDepth]:
+        return history.queue_depths(self.runs.values())
+
+    def claim_and_queue(
+        self, runs: Sequence[Run], instance_id: str, limits: Mapping[str, int]
+    ) -> Dispatched:
+        won = self.claim_runs([(run.job_id, run.scheduled_time) for run in runs], instance_id)
+        claimed = [run for run in runs if (run.job_id, run.scheduled_time) in won]
+        active = self.count_active({run.job_id for run in claimed})
+        done = Dispatched()
+        for run in claimed:
+            if active[run.job_id] >= limits.get(run.job_id, len(runs) + 1):
+                done.over_limit.append(run)
+            else:
+                active[run.job_id] += 1
+                done.queued.append(run)
+        self.queue_runs(done.queued)
+        return done
+
+    def queue_runs(self, runs: Sequence[Run]) -> None:
+        self._check("queue_runs")
+        with self._lock:
+            self._store(runs)
+            self.messages.extend(RunMessage.of(run) for run in runs)
 
     def prune(self, older_than: datetime) -> int:
         self._check("prune")

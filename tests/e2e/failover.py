@@ -110,8 +110,16 @@ class Replica:
         return found
 
 
+#: how each kind of process is started, and the variable that sets its metrics port
+SCHEDULER = ("sundial_scheduler", "SUNDIAL_METRICS_PORT")
+WORKER = ("sundial_scheduler.worker", "SUNDIAL_WORKER_METRICS_PORT")
+
+
 class Cluster:
-    """``size`` replicas on one backend; a killed replica's slot can be started again."""
+    """``size`` replicas on one backend; a killed replica's slot can be started again.
+
+    Scheduler replicas by default; ``kind=WORKER`` starts ``sundial-worker`` processes.
+    """
 
     def __init__(
         self,
@@ -123,11 +131,15 @@ class Cluster:
         grace_seconds: float = 10,
         job_modules: str = "chaos_jobs",
         env: Mapping[str, str] | None = None,
+        kind: tuple[str, str] = SCHEDULER,
+        name: str = "replica",
     ) -> None:
         self.backend_url = backend_url
         self.workdir = workdir
         self.size = size
         self.lease_seconds = lease_seconds
+        self._module, self._port_variable = kind
+        self._name = name
         self._env = {
             "SUNDIAL_BACKEND_URL": backend_url,
             "SUNDIAL_JOB_MODULES": job_modules,
@@ -158,20 +170,20 @@ class Cluster:
     def spawn(self, slot: int) -> Replica:
         """Start a replica in ``slot`` (a new process with a new instance id)."""
         self._generation += 1
-        instance_id = f"replica{slot}-{self._generation}"
+        instance_id = f"{self._name}{slot}-{self._generation}"
         port = free_port()
         log_path = self.workdir / f"{instance_id}.log"
         env = (
             os.environ
             | self._env
             | {
-                "SUNDIAL_METRICS_PORT": str(port),
+                self._port_variable: str(port),
                 "SUNDIAL_INSTANCE_ID": instance_id,
             }
         )
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "sundial_scheduler"],
+                [sys.executable, "-m", self._module],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -197,6 +209,18 @@ class Cluster:
         """The one live replica that says it leads (None while there is not exactly one)."""
         leaders = [replica for replica in self.live() if replica.role() == "leader"]
         return leaders[0] if len(leaders) == 1 else None
+
+    def wait_for_role(self, role: str, *, within: float) -> Replica:
+        """A live replica that reports ``role`` (``leader``, ``standby``)."""
+        deadline = time.monotonic() + within
+        while True:
+            self.check_alive()
+            found = next((r for r in self.live() if r.role() == role), None)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no replica reported {role} within {within}s")
+            time.sleep(POLL_SECONDS)
 
     def wait_for_leader(
         self, backend: Backend, *, within: float, after: datetime | None = None

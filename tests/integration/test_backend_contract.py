@@ -26,6 +26,7 @@ from sundial.models import (
     JobState,
     JobView,
     Outcome,
+    QueueDepth,
     Run,
 )
 from sundial.triggers import CronSpec, IntervalSpec
@@ -540,7 +541,7 @@ def test_a_late_running_record_does_not_reopen_a_finished_run(backend: Backend) 
     assert stored.outcome is Outcome.SUCCESS
     assert stored.finished_at == done.finished_at
     assert backend.list_runs(outcome=Outcome.RUNNING) == []
-    assert backend.interrupt_orphaned_runs(set()) == 0
+    assert backend.interrupt_orphaned_runs(set()) == []
     assert backend.run_summaries(["etl"])["etl"].last_outcome is Outcome.SUCCESS
 
 
@@ -589,7 +590,7 @@ def test_an_interrupt_sweep_racing_finishing_runs_keeps_history_consistent(
     def sweep() -> None:
         start.wait()
         time.sleep(0.01)  # let the writer get under way
-        swept.append(backend.interrupt_orphaned_runs(["alive"]))
+        swept.append(len(backend.interrupt_orphaned_runs(["alive"])))
 
     threads = [threading.Thread(target=finish_them), threading.Thread(target=sweep)]
     for thread in threads:
@@ -613,7 +614,7 @@ def test_interrupt_orphaned_runs(backend: Backend) -> None:
     done = run("etl", 0.5, Outcome.FAILURE, instance_id="dead")
     backend.save_runs([orphan, alive, done])
 
-    assert backend.interrupt_orphaned_runs(["alive"]) == 1
+    assert [run.run_id for run in backend.interrupt_orphaned_runs(["alive"])] == [orphan.run_id]
     interrupted = backend.get_run(orphan.run_id)
     assert interrupted is not None
     assert interrupted.outcome is Outcome.INTERRUPTED
@@ -626,8 +627,8 @@ def test_interrupt_orphaned_runs(backend: Backend) -> None:
 
     summary = backend.run_summaries(["etl"])["etl"]
     assert summary.last_outcome is Outcome.INTERRUPTED
-    assert backend.interrupt_orphaned_runs(["alive"]) == 0
-    assert backend.interrupt_orphaned_runs([]) == 1
+    assert backend.interrupt_orphaned_runs(["alive"]) == []
+    assert len(backend.interrupt_orphaned_runs([])) == 1
 
 
 def test_prune_removes_old_history_only(backend: Backend) -> None:
@@ -811,3 +812,177 @@ def test_job_store_keeps_jobs_for_the_next_scheduler(backend: Backend, other: Ba
         assert second.get_jobs() == []
     finally:
         second.shutdown(wait=False)
+
+
+# runs on workers ------------------------------------------------------------------------
+def queued(job_id: str, minute: float, *, attempt: int = 1, queue: str = "default") -> Run:
+    return Run(
+        job_id=job_id,
+        scheduled_time=at(minute),
+        attempt=attempt,
+        outcome=Outcome.QUEUED,
+        instance_id="leader-1",
+        queue=queue,
+    )
+
+
+def test_a_queued_run_starts_once_however_often_its_message_arrives(
+    backend: Backend, other: Backend
+) -> None:
+    waiting = queued("etl", 0)
+    backend.save_runs([waiting])
+
+    first = backend.start_run(waiting.run_id, "worker-1")
+    again = other.start_run(waiting.run_id, "worker-2")
+
+    assert first is not None and first.outcome is Outcome.RUNNING
+    assert first.instance_id == "worker-1" and first.started_at is not None
+    assert again is None
+    stored = backend.get_run(waiting.run_id)
+    assert stored is not None and stored.instance_id == "worker-1"
+
+
+def test_concurrent_starts_of_one_run_have_one_winner(backend: Backend, other: Backend) -> None:
+    runs = [queued("etl", minute) for minute in range(20)]
+    backend.save_runs(runs)
+    starts: dict[str, list[str]] = {run.run_id: [] for run in runs}
+    lock = threading.Lock()
+    barrier = threading.Barrier(2)
+
+    def take(target: Backend, worker: str) -> None:
+        barrier.wait()
+        for run in runs:
+            if target.start_run(run.run_id, worker) is not None:
+                with lock:
+                    starts[run.run_id].append(worker)
+
+    threads = [
+        threading.Thread(target=take, args=(b, f"w-{n}")) for n, b in enumerate((backend, other))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert all(len(winners) == 1 for winners in starts.values()), starts
+
+
+def test_a_run_given_up_on_while_queued_does_not_start(backend: Backend) -> None:
+    waiting = queued("etl", 0)
+    backend.save_runs([waiting])
+
+    missed = backend.update_runs(
+        [waiting.run_id], lambda run: history.miss_unstarted(run, "no worker took it")
+    )
+
+    assert [run.outcome for run in missed] == [Outcome.MISSED]
+    assert backend.start_run(waiting.run_id, "worker-1") is None
+    stored = backend.get_run(waiting.run_id)
+    assert stored is not None and stored.outcome is Outcome.MISSED
+    assert stored.started_at is None
+    assert backend.run_summaries(["etl"])["etl"].last_outcome is Outcome.MISSED
+
+
+def test_a_late_queued_record_does_not_undo_a_start(backend: Backend) -> None:
+    waiting = queued("etl", 0)
+    backend.save_runs([waiting])
+    backend.start_run(waiting.run_id, "worker-1")
+
+    backend.save_runs([waiting])
+
+    stored = backend.get_run(waiting.run_id)
+    assert stored is not None and stored.outcome is Outcome.RUNNING
+
+
+def test_the_orphan_sweep_leaves_queued_runs_to_the_workers(backend: Backend) -> None:
+    waiting = queued("etl", 0)
+    backend.save_runs([waiting])
+
+    assert backend.interrupt_orphaned_runs(["someone-else"]) == []
+    stored = backend.get_run(waiting.run_id)
+    assert stored is not None and stored.outcome is Outcome.QUEUED
+
+
+def test_queued_and_running_runs_count_against_max_instances(backend: Backend) -> None:
+    first, second, done = queued("etl", 0), queued("etl", 1), run("etl", 2)
+    backend.save_runs([first, second, done, queued("other", 0)])
+    backend.start_run(first.run_id, "worker-1")
+
+    assert backend.count_active(["etl", "other", "idle"]) == {"etl": 2, "other": 1, "idle": 0}
+
+
+def procrastinate_jobs(url: str) -> list[tuple[str, str, dict[str, object]]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT queue_name, status, args FROM procrastinate_jobs ORDER BY id")
+            )
+            return [(row.queue_name, row.status, row.args) for row in rows]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend_url", ["postgres"], indirect=True)
+def test_a_dispatch_commits_claim_record_and_message_together(
+    backend: Backend, backend_url: str
+) -> None:
+    heavy = queued("etl", 0, queue="heavy")
+
+    done = backend.claim_and_queue([heavy], "leader-1", {"etl": 3})
+
+    assert [run.run_id for run in done.queued] == [heavy.run_id]
+    stored = backend.get_run(heavy.run_id)
+    assert stored is not None and stored.outcome is Outcome.QUEUED and stored.queue == "heavy"
+    assert not backend.claim_runs([("etl", at(0))], "leader-2")
+    ((queue, status, message),) = procrastinate_jobs(backend_url)
+    assert (queue, status) == ("heavy", "todo")
+    assert message["run_id"] == heavy.run_id and message["attempt"] == 1
+
+
+@pytest.mark.parametrize("backend_url", ["postgres"], indirect=True)
+def test_a_failure_between_claim_and_enqueue_leaves_neither(
+    backend: Backend, backend_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waiting = queued("etl", 0)
+
+    def broken(*_: object) -> None:
+        raise ConnectionError("the connection dropped while deferring")
+
+    monkeypatch.setattr(backend.run_queue(), "enqueue", broken)
+    with pytest.raises(ConnectionError):
+        backend.claim_and_queue([waiting], "leader-1", {})
+    monkeypatch.undo()
+
+    assert backend.get_run(waiting.run_id) is None
+    assert procrastinate_jobs(backend_url) == []
+    assert backend.claim_and_queue([waiting], "leader-2", {}).queued  # the fire time is free
+
+
+@pytest.mark.parametrize("backend_url", ["postgres"], indirect=True)
+def test_a_job_at_its_limit_gets_no_more_runs_queued(backend: Backend, backend_url: str) -> None:
+    backend.claim_and_queue([queued("etl", 0)], "leader-1", {"etl": 1})
+
+    done = backend.claim_and_queue([queued("etl", 1), queued("etl", 2)], "leader-1", {"etl": 1})
+
+    assert done.queued == [] and len(done.over_limit) == 2
+    assert len(procrastinate_jobs(backend_url)) == 1
+    assert not backend.claim_runs([("etl", at(1))], "leader-2")  # still claimed
+
+
+@pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)
+def test_the_queue_executor_needs_a_backend_with_a_task_engine(backend: Backend) -> None:
+    with pytest.raises(BackendError, match=r"needs a Postgres .* or Redis"):
+        backend.run_queue()
+
+
+def test_queue_depths_count_waiting_runs_and_the_oldest_due(backend: Backend) -> None:
+    retry = queued("etl", 0, attempt=2).model_copy(update={"due_at": at(30)})
+    backend.save_runs([queued("etl", 5), retry, queued("big", 9, queue="heavy"), run("etl", 1)])
+    started = queued("etl", 2)
+    backend.save_runs([started])
+    backend.start_run(started.run_id, "worker-1")
+
+    depths = backend.queued_by_queue()
+
+    assert depths == {"default": QueueDepth(2, at(5)), "heavy": QueueDepth(1, at(9))}

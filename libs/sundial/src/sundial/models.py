@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -168,6 +169,15 @@ class Run(BaseModel):
                 "traceback": truncate(tb, MAX_TRACEBACK_CHARS) if tb else self.traceback,
             }
         )
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """The runs waiting in one workers' queue."""
+
+    runs: int
+    #: when the run waiting longest became due (its fire time, or its retry's due time)
+    oldest_due: datetime
 
 
 class RunSummary(BaseModel):

@@ -21,7 +21,7 @@ import structlog
 from sundial import __version__
 from sundial.backends import Backend, BackendError
 from sundial.constants import dead_after, heartbeat_interval
-from sundial.models import Instance, InstanceRole, utcnow
+from sundial.models import Instance, InstanceRole, Run, utcnow
 
 log = structlog.get_logger("sundial.scheduler")
 
@@ -71,17 +71,18 @@ class Presence:
         """A tick failed to reach the backend."""
         self._reachable_since = None
 
-    async def interrupt_orphans(self) -> None:
-        """Mark runs of instances whose heartbeat stopped as interrupted."""
+    async def interrupt_orphans(self) -> list[Run]:
+        """Mark runs of instances whose heartbeat stopped as interrupted; return them."""
         since = self._reachable_since
         if since is None or time.monotonic() - since < self._silence:
-            return  # the others may not have had the chance to heartbeat yet
+            return []  # the others may not have had the chance to heartbeat yet
         cutoff = utcnow() - timedelta(seconds=self._silence)
         instances = await self._io(self._backend.list_instances)
         live = {i.id for i in instances if i.last_seen >= cutoff} | {self._instance_id}
-        interrupted = await self._io(self._backend.interrupt_orphaned_runs, live)
+        interrupted: list[Run] = await self._io(self._backend.interrupt_orphaned_runs, live)
         if interrupted:
-            log.warning("runs.interrupted", count=interrupted, reason="their instance stopped")
+            log.warning("runs.interrupted", count=len(interrupted), reason="their instance stopped")
+        return interrupted
 
     async def heartbeat_while_stopping(self) -> None:
         """Heartbeat as ``stopping`` until cancelled, so the next leader leaves our runs be."""

@@ -8,11 +8,7 @@ take over when the lock frees.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,11 +22,12 @@ from sundial.backends import Backend, BackendError, open_backend
 from sundial.config import Settings
 from sundial.jobs import Registry
 from sundial.metrics import SchedulerMetrics, process_registry
-from sundial.models import InstanceRole, utcnow
+from sundial.models import InstanceRole, Run, utcnow
 from sundial_scheduler.catalog import Catalog
 from sundial_scheduler.http import HealthServer
 from sundial_scheduler.jobs.maintenance import with_maintenance
 from sundial_scheduler.leadership import Change, Leadership
+from sundial_scheduler.lifecycle import instance_id, set_up_backend, stop_on_signals
 from sundial_scheduler.presence import Presence
 from sundial_scheduler.runner import Runner
 from sundial_scheduler.term import LeaderTerm
@@ -40,7 +37,6 @@ log = structlog.get_logger("sundial.scheduler")
 T = TypeVar("T")
 
 IO_THREADS = 4
-SETUP_RETRY_MAX_SECONDS = 10.0
 WRITER_FLUSH_SECONDS = 10.0
 #: the leader sweeps for runs of dead instances every this many ticks
 ORPHAN_SWEEP_TICKS = 5
@@ -59,9 +55,7 @@ class SundialScheduler:
     ) -> None:
         self.settings = settings
         self.registry = with_maintenance(registry, settings.run_retention_days)
-        self.instance_id = settings.instance_id or (
-            f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        )
+        self.instance_id = instance_id(settings)
         self.backend = backend or open_backend(settings.backend_url)
         self.metrics_registry = metrics_registry or process_registry()
         self.metrics = SchedulerMetrics(
@@ -91,6 +85,8 @@ class SundialScheduler:
             job_pool=self._job_pool,
             io_pool=self._io_pool,
             may_run=self.leadership.may_run,
+            executor=settings.executor,
+            job_defaults=settings.job_defaults,
         )
         self._term: LeaderTerm | None = None
         self._promotion: asyncio.Task[None] | None = None
@@ -120,8 +116,7 @@ class SundialScheduler:
         """Run until SIGTERM/SIGINT or :meth:`request_stop`; returns the exit code."""
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self._loop.add_signal_handler(signum, self._stop.set)
+        stop_on_signals(self._loop, self._stop)
         self.http = HealthServer(
             host=self.settings.metrics_host,
             port=self.settings.metrics_port,
@@ -137,26 +132,13 @@ class SundialScheduler:
             metrics_port=self.http.port,
             jobs=len(self.registry.jobs),
         )
-        if await self._setup_backend():
+        if await set_up_backend(
+            self.backend, stop=self._stop, io=self._io, on_error=self.metrics.backend_error
+        ):
             self.writer.start()
             await self._lead_loop()
         await self._shutdown()
         return 0
-
-    async def _setup_backend(self) -> bool:
-        """Migrate the schema, retrying with backoff while the backend is unreachable."""
-        delay = 0.5
-        assert self._stop is not None
-        while not self._stop.is_set():
-            try:
-                await self._io(self.backend.setup)
-                return True
-            except BackendError as error:
-                self.metrics.backend_error("setup")
-                log.error("backend.unreachable", error=str(error), retry_in_s=delay)
-            await self._sleep(delay)
-            delay = min(delay * 2, SETUP_RETRY_MAX_SECONDS)
-        return False
 
     async def _lead_loop(self) -> None:
         assert self._stop is not None
@@ -175,8 +157,8 @@ class SundialScheduler:
                 self._end_term("lost the leader lock")
             await self.presence.heartbeat(self.role)
             self._ticks += 1
-            if self.leadership.leading and self._ticks % ORPHAN_SWEEP_TICKS == 0:
-                await self.presence.interrupt_orphans()
+            if self._term is not None and self._ticks % ORPHAN_SWEEP_TICKS == 0:
+                await self._care(self._term, await self.presence.interrupt_orphans())
         except Exception as error:
             if not isinstance(error, BackendError | TimeoutError):
                 log.exception("leadership.failed")
@@ -227,10 +209,11 @@ class SundialScheduler:
             loop=self._loop,
         )
         try:
-            await self.presence.interrupt_orphans()
+            interrupted = await self.presence.interrupt_orphans()
             await self._loop_run(term.prepare)
             if self.leadership.in_term(number):
                 await self._loop_run(term.publish)
+                await self._care(term, interrupted)
         except Exception as error:
             log.error("leader.start_failed", error=str(error), error_type=type(error).__name__)
             term.stop()
@@ -246,6 +229,11 @@ class SundialScheduler:
             return
         term.resume()
         self._term = term
+
+    async def _care(self, term: LeaderTerm, interrupted: list[Run]) -> None:
+        """The leader's care of runs on workers: retries of the interrupted, missed runs."""
+        if self.runner.queue is not None:
+            await self._io(term.care_for_queued, self.runner.queue, interrupted)
 
     def _end_term(self, reason: str) -> None:
         log.warning("leader.demoted", instance=self.instance_id, reason=reason)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,17 +22,19 @@ from sundial.backends import Backend
 from sundial.config import Settings
 from sundial.jobs import JobDefinition, Registry
 from sundial.metrics import SchedulerMetrics
-from sundial.models import JobView, Outcome, utcnow
+from sundial.models import JobView, Outcome, Run, utcnow
 from sundial.triggers import TriggerSpec, is_current
 from sundial_scheduler.catalog import Catalog, plan_sync, with_next_run
 from sundial_scheduler.commands import CommandApplier, CommandLoop
+from sundial_scheduler.dispatch import QueueLaunch
 from sundial_scheduler.engine import (
     GuardedScheduler,
     SundialExecutor,
     TrackingJobStore,
     engine_options,
 )
-from sundial_scheduler.runner import Invocation, Runner
+from sundial_scheduler.execution import Invocation
+from sundial_scheduler.runner import Runner
 
 log = structlog.get_logger("sundial.scheduler")
 
@@ -210,6 +212,11 @@ class LeaderTerm:
             self._runner.run(invocation, moment, manual=True), self._loop
         )
         return moment.isoformat()
+
+    def care_for_queued(self, queue: QueueLaunch, interrupted: Collection[Run]) -> None:
+        """Retry the runs dead workers left; record missed the runs nobody took (blocking)."""
+        queue.retry_interrupted(interrupted, self._catalog.view)
+        queue.miss_unstarted(self._catalog.view)
 
     # -- engine callbacks ------------------------------------------------------------------
     async def _submit(self, job: Job, run_times: list[datetime]) -> None:

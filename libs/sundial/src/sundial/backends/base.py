@@ -27,6 +27,7 @@ from sundial.models import (
     JobState,
     JobView,
     Outcome,
+    QueueDepth,
     Run,
     RunSummary,
 )
@@ -202,6 +203,10 @@ class Backend(ABC):
     @abstractmethod
     def count_active(self, job_ids: Collection[str]) -> dict[str, int]:
         """Queued and running runs per job (every job asked for, maybe 0)."""
+
+    @abstractmethod
+    def queued_by_queue(self) -> dict[str, QueueDepth]:
+        """How many runs wait in each workers' queue, and since when the oldest is due."""
 
     @abstractmethod
     def claim_and_queue(

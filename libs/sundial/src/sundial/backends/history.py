@@ -12,7 +12,17 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 
-from sundial.models import FINAL_OUTCOMES, JobOptions, Outcome, Run, RunSummary, new_id, utcnow
+from sundial.constants import DEFAULT_QUEUE
+from sundial.models import (
+    FINAL_OUTCOMES,
+    JobOptions,
+    Outcome,
+    QueueDepth,
+    Run,
+    RunSummary,
+    new_id,
+    utcnow,
+)
 
 #: outcomes that count as a job failing (a streak of them pages someone)
 FAILED_OUTCOMES = frozenset({Outcome.FAILURE, Outcome.TIMEOUT})
@@ -133,6 +143,15 @@ def next_attempt(run: Run, options: JobOptions, instance_id: str) -> Run | None:
 def due(run: Run) -> datetime:
     """When a queued run may start: its fire time, or later for a retry."""
     return run.due_at or run.scheduled_time
+
+
+def queue_depths(runs: Iterable[Run]) -> dict[str, QueueDepth]:
+    """How many of ``runs`` wait in each queue, and the oldest due time there."""
+    waiting: dict[str, list[datetime]] = {}
+    for run in runs:
+        if run.outcome is Outcome.QUEUED:
+            waiting.setdefault(run.queue or DEFAULT_QUEUE, []).append(due(run))
+    return {queue: QueueDepth(len(times), min(times)) for queue, times in waiting.items()}
 
 
 # summaries ----------------------------------------------------------------------------

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, TypeVar
 from redis.exceptions import WatchError
 
 from sundial.backends import history
-from sundial.backends.base import Backend, BackendError, Dispatched, RunCursor, no_task_engine
+from sundial.backends.base import (
+    Backend,
+    BackendError,
+    Dispatched,
+    RunCursor,
+    no_task_engine,
+)
 from sundial.backends.jobstore import JobStore
 from sundial.backends.redis import keys, runs
 from sundial.backends.redis.connection import SOCKET_TIMEOUT_SECONDS, Target, guarded
@@ -37,6 +43,7 @@ from sundial.models import (
     JobState,
     JobView,
     Outcome,
+    QueueDepth,
     Run,
     RunSummary,
     utcnow,
@@ -473,6 +480,15 @@ class RedisBackend(Backend):
             sizes = iter(pipe.execute())
         per_job = len(history.ACTIVE_OUTCOMES)
         return {job_id: sum(int(next(sizes)) for _ in range(per_job)) for job_id in jobs}
+
+    @guarded
+    def queued_by_queue(self) -> dict[str, QueueDepth]:
+        ids = self._client.zrange(keys.runs_by_outcome(Outcome.QUEUED), 0, -1)
+        docs = (
+            self._client.mget([keys.run(run_id) for run_id in ids[i : i + SCAN_CHUNK]])
+            for i in range(0, len(ids), SCAN_CHUNK)
+        )
+        return history.queue_depths(run for page in docs for raw in page if (run := load(Run, raw)))
 
     def claim_and_queue(
         self, runs: Sequence[Run], instance_id: str, limits: Mapping[str, int]

@@ -7,7 +7,7 @@ how the leader is elected and woken) is chosen once, from the URL, in the constr
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +26,7 @@ from sundial.backends.sql.jobstore import SqlJobStore
 from sundial.backends.sql.leadership import AdvisoryLockLeadership, LeaseRowLeadership
 from sundial.backends.sql.queue import ProcrastinateQueue
 from sundial.backends.sql.wakeup import ListenNotifyWakeup, PollingWakeup, Wakeup
+from sundial.constants import DEFAULT_QUEUE
 from sundial.models import (
     Command,
     CommandState,
@@ -33,6 +34,7 @@ from sundial.models import (
     JobState,
     JobView,
     Outcome,
+    QueueDepth,
     Run,
     RunSummary,
     utcnow,
@@ -262,6 +264,24 @@ class SqlBackend(Backend):
         with self._db.read() as conn:
             return self._count_active(conn, job_ids)
 
+    def queued_by_queue(self) -> dict[str, QueueDepth]:
+        runs = schema.runs
+        query = (
+            sa.select(
+                runs.c.queue,
+                sa.func.count(),
+                # history.due in SQL: a retry waits until its due time, a run until its fire.
+                sa.func.min(sa.func.coalesce(runs.c.due_at, runs.c.scheduled_time)),
+            )
+            .where(runs.c.outcome == Outcome.QUEUED.value)
+            .group_by(runs.c.queue)
+        )
+        with self._db.read() as conn:
+            return {
+                queue or DEFAULT_QUEUE: QueueDepth(count, _aware(oldest))
+                for queue, count, oldest in conn.execute(query)
+            }
+
     def claim_and_queue(
         self, runs: Sequence[Run], instance_id: str, limits: Mapping[str, int]
     ) -> Dispatched:
@@ -490,3 +510,8 @@ def _driver_connection(conn: Connection) -> Any:
     """The psycopg connection under a SQLAlchemy one: the engine defers on it, inside the
     transaction SQLAlchemy has begun."""
     return conn.connection.driver_connection
+
+
+def _aware(moment: datetime) -> datetime:
+    """An aggregate's datetime comes back without the column type: naive UTC on SQLite."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

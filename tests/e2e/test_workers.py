@@ -1,0 +1,218 @@
+"""Jobs run on workers: a real scheduler and real ``sundial-worker`` processes on Postgres.
+
+Each test writes the job module it schedules (functions from ``worker_jobs``), starts a
+leader with ``SUNDIAL_EXECUTOR=queue`` and two workers, and reads both the run history
+and the executions the job functions themselves noted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from failover import E2E_DIR, WORKER, Cluster, all_runs
+
+from sundial.backends import Backend, open_backend
+from sundial.models import Outcome, Run
+
+pytestmark = pytest.mark.e2e
+
+LEASE_SECONDS = 3
+#: generous: the machine running the suite may be busy
+WITHIN = 40.0
+
+
+@dataclass
+class Stack:
+    backend: Backend
+    schedulers: Cluster
+    workers: Cluster
+    executions: Path
+
+    def noted(self) -> list[dict[str, Any]]:
+        """What the job functions noted, in order."""
+        if not self.executions.exists():
+            return []
+        return [json.loads(line) for line in self.executions.read_text().splitlines() if line]
+
+    def starts(self, job_id: str) -> list[dict[str, Any]]:
+        return [n for n in self.noted() if n["event"] == "start" and n["job_id"] == job_id]
+
+    def runs(self, job_id: str) -> list[Run]:
+        return [run for run in all_runs(self.backend) if run.job_id == job_id]
+
+    def worker_ids(self) -> set[str]:
+        return {replica.instance_id for replica in self.workers.every}
+
+    def wait(self, what: str, predicate: Any, within: float = WITHIN) -> Any:
+        deadline = time.monotonic() + within
+        while True:
+            self.schedulers.check_alive()
+            self.workers.check_alive()
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {within}s: {what}")
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def stack_for(postgres_url: str, tmp_path: Path) -> Iterator[Any]:
+    """``stack_for(jobs_source)``: a leader and two workers running the given jobs."""
+    started: list[Cluster] = []
+    backend = open_backend(postgres_url)
+
+    def start(source: str, **env: str) -> Stack:
+        (tmp_path / "scheduled_jobs.py").write_text(
+            "from sundial import every, job\nimport worker_jobs\n\n" + source
+        )
+        executions = tmp_path / "executions.jsonl"
+        shared = {
+            "SUNDIAL_EXECUTOR": "queue",
+            "SUNDIAL_TEST_EXECUTIONS": str(executions),
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(E2E_DIR)]),
+            **env,
+        }
+        options: dict[str, Any] = {
+            "lease_seconds": LEASE_SECONDS,
+            "job_modules": "scheduled_jobs",
+            "env": shared,
+        }
+        schedulers = Cluster(postgres_url, tmp_path, size=1, **options)
+        started.append(schedulers.__enter__())
+        schedulers.wait_for_role("leader", within=WITHIN)
+        workers = Cluster(postgres_url, tmp_path, size=2, kind=WORKER, name="worker", **options)
+        started.append(workers.__enter__())
+        return Stack(backend, schedulers, workers, executions)
+
+    yield start
+    for cluster in reversed(started):
+        cluster.__exit__()
+    backend.close()
+
+
+def by_attempt(notes: list[dict[str, Any]]) -> Counter[tuple[str, str, int]]:
+    return Counter((n["job_id"], n["scheduled_time"], n["attempt"]) for n in notes)
+
+
+def test_runs_execute_on_the_workers_spread_across_them(stack_for: Any) -> None:
+    stack: Stack = stack_for(
+        'quick = job(every(seconds=1), id="quick", max_instances=10)(worker_jobs.quick)\n'
+    )
+
+    done = stack.wait(
+        "eight successful runs of quick",
+        lambda: [r for r in stack.runs("quick") if r.outcome is Outcome.SUCCESS][8:] and True,
+    )
+    assert done
+    runs = [r for r in stack.runs("quick") if r.outcome is Outcome.SUCCESS]
+    ran_on = {run.instance_id for run in runs}
+    assert ran_on <= stack.worker_ids(), ran_on  # none in the scheduler
+    assert len(ran_on) == 2, f"both workers should get work: {Counter(r.instance_id for r in runs)}"
+    worker_pids = {replica.process.pid for replica in stack.workers.every}
+    assert {n["pid"] for n in stack.starts("quick")} <= worker_pids
+    assert max(by_attempt(stack.starts("quick")).values()) == 1
+
+
+def test_a_worker_killed_mid_run_is_interrupted_and_retried_on_the_other(
+    stack_for: Any,
+) -> None:
+    stack: Stack = stack_for(
+        'long_sync = job(every(seconds=3), id="long_sync", retries=1, max_instances=1)'
+        "(worker_jobs.long_sync)\n"
+    )
+    running: Run = stack.wait(
+        "long_sync running on a worker",
+        lambda: next((r for r in stack.runs("long_sync") if r.outcome is Outcome.RUNNING), None),
+    )
+    victim = next(r for r in stack.workers.live() if r.instance_id == running.instance_id)
+    victim.kill()
+
+    interrupted = stack.wait(
+        "the killed worker's run recorded interrupted",
+        lambda: (r := stack.backend.get_run(running.run_id)) and r.outcome is Outcome.INTERRUPTED,
+    )
+    assert interrupted
+    retried: Run = stack.wait(
+        "its next attempt succeeding on the other worker",
+        lambda: next(
+            (
+                r
+                for r in stack.runs("long_sync")
+                if r.scheduled_time == running.scheduled_time
+                and r.attempt == 2
+                and r.outcome is Outcome.SUCCESS
+            ),
+            None,
+        ),
+    )
+    assert retried.instance_id != victim.instance_id
+    assert max(by_attempt(stack.starts("long_sync")).values()) == 1
+
+
+def test_max_instances_holds_across_workers(stack_for: Any) -> None:
+    stack: Stack = stack_for(
+        'overlapping = job(every(seconds=1), id="overlapping", max_instances=1)'
+        "(worker_jobs.overlapping)\n"
+    )
+    stack.wait("three runs of overlapping done", lambda: len(_ended(stack, "overlapping")) >= 3)
+
+    spans = _spans(stack, "overlapping")
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end, f"runs overlapped: {spans}"
+    skipped = [r for r in stack.runs("overlapping") if r.outcome is Outcome.SKIPPED]
+    assert skipped and "max_instances=1" in (skipped[0].error_message or "")
+
+
+def test_the_job_timeout_is_enforced_on_the_worker(stack_for: Any) -> None:
+    stack: Stack = stack_for(
+        'hang = job(every(seconds=2), id="hang", timeout="0.5s")(worker_jobs.hang)\n'
+    )
+
+    timed_out: Run = stack.wait(
+        "a timed-out run of hang",
+        lambda: next((r for r in stack.runs("hang") if r.outcome is Outcome.TIMEOUT), None),
+    )
+    assert timed_out.instance_id in stack.worker_ids()
+    assert timed_out.duration_seconds is not None and timed_out.duration_seconds < 5
+
+
+def test_sigterm_lets_a_worker_finish_its_run(stack_for: Any) -> None:
+    stack: Stack = stack_for(
+        'long_sync = job(every(seconds=3), id="long_sync", max_instances=1)'
+        "(worker_jobs.long_sync)\n",
+        SUNDIAL_TEST_LONG_SECONDS="2",
+    )
+    running: Run = stack.wait(
+        "long_sync running on a worker",
+        lambda: next((r for r in stack.runs("long_sync") if r.outcome is Outcome.RUNNING), None),
+    )
+    worker = next(r for r in stack.workers.live() if r.instance_id == running.instance_id)
+    worker.process.send_signal(signal.SIGTERM)
+    worker.ended_on_purpose = True
+
+    assert worker.process.wait(timeout=WITHIN) == 0
+    finished = stack.backend.get_run(running.run_id)
+    assert finished is not None and finished.outcome is Outcome.SUCCESS
+
+
+def _ended(stack: Stack, job_id: str) -> list[dict[str, Any]]:
+    return [n for n in stack.noted() if n["event"] == "end" and n["job_id"] == job_id]
+
+
+def _spans(stack: Stack, job_id: str) -> list[tuple[float, float]]:
+    """(start, end) of each finished execution, in start order."""
+    notes = [n for n in stack.noted() if n["job_id"] == job_id]
+    starts = {(n["scheduled_time"], n["attempt"]): n["at"] for n in notes if n["event"] == "start"}
+    ends = {(n["scheduled_time"], n["attempt"]): n["at"] for n in notes if n["event"] == "end"}
+    return sorted((starts[key], ends[key]) for key in ends if key in starts)
