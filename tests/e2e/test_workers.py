@@ -1,4 +1,5 @@
-"""Jobs run on workers: a real scheduler and real ``sundial-worker`` processes on Postgres.
+"""Jobs run on workers: a real scheduler and real ``sundial-worker`` processes, on each
+backend with a task engine (procrastinate on Postgres, Dramatiq on Redis).
 
 Each test writes the job module it schedules (functions from ``worker_jobs``), starts a
 leader with ``SUNDIAL_EXECUTOR=queue`` and two workers, and reads both the run history
@@ -10,11 +11,13 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +69,17 @@ class Stack:
             time.sleep(0.2)
 
 
+@pytest.fixture(params=["postgres", "redis"])
+def engine_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
 @pytest.fixture
-def stack_for(postgres_url: str, tmp_path: Path) -> Iterator[Any]:
+def stack_for(engine_url: str, tmp_path: Path) -> Iterator[Any]:
     """``stack_for(jobs_source)``: a leader and two workers running the given jobs."""
     started: list[Cluster] = []
-    backend = open_backend(postgres_url)
+    backend = open_backend(engine_url)
 
     def start(source: str, **env: str) -> Stack:
         (tmp_path / "scheduled_jobs.py").write_text(
@@ -88,10 +97,10 @@ def stack_for(postgres_url: str, tmp_path: Path) -> Iterator[Any]:
             "job_modules": "scheduled_jobs",
             "env": shared,
         }
-        schedulers = Cluster(postgres_url, tmp_path, size=1, **options)
+        schedulers = Cluster(engine_url, tmp_path, size=1, **options)
         started.append(schedulers.__enter__())
         schedulers.wait_for_role("leader", within=WITHIN)
-        workers = Cluster(postgres_url, tmp_path, size=2, kind=WORKER, name="worker", **options)
+        workers = Cluster(engine_url, tmp_path, size=2, kind=WORKER, name="worker", **options)
         started.append(workers.__enter__())
         return Stack(backend, schedulers, workers, executions)
 
@@ -216,3 +225,53 @@ def _spans(stack: Stack, job_id: str) -> list[tuple[float, float]]:
     starts = {(n["scheduled_time"], n["attempt"]): n["at"] for n in notes if n["event"] == "start"}
     ends = {(n["scheduled_time"], n["attempt"]): n["at"] for n in notes if n["event"] == "end"}
     return sorted((starts[key], ends[key]) for key in ends if key in starts)
+
+
+CHAOS_SECONDS = float(os.environ.get("SUNDIAL_CHAOS_SECONDS", "25"))
+
+
+def test_killing_workers_and_leaders_never_runs_an_attempt_twice(
+    stack_for: Any, engine_url: str, tmp_path: Path
+) -> None:
+    """Workers and leaders SIGKILLed again and again: no attempt of any fire time runs
+    twice, and once things settle every run has ended with a recorded outcome."""
+    stack: Stack = stack_for(
+        'quick = job(every(seconds=1), id="quick", max_instances=10)(worker_jobs.quick)\n'
+        'long_sync = job(every(seconds=2), id="long_sync", retries=2, max_instances=2)'
+        "(worker_jobs.long_sync)\n",
+        SUNDIAL_TEST_LONG_SECONDS="2",
+    )
+    stack.schedulers.spawn(1)  # a standby to take over
+    rng = random.Random(7)
+    kills = 0
+    deadline = time.monotonic() + CHAOS_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(rng.uniform(2, 4))
+        cluster = stack.workers if rng.random() < 0.6 else stack.schedulers
+        victim = rng.choice(cluster.live())
+        victim.kill()
+        kills += 1
+        cluster.spawn(victim.slot)
+
+    chaos_over = datetime.now(UTC)
+
+    def unfinished() -> list[Run]:
+        return [
+            r
+            for r in all_runs(stack.backend)
+            if r.scheduled_time < chaos_over and r.outcome in (Outcome.QUEUED, Outcome.RUNNING)
+        ]
+
+    # The survivors settle what the kills left: runs of dead workers interrupted (and
+    # retried), queued runs taken or missed.
+    stack.wait("every run from the chaos ended", lambda: not unfinished(), within=60)
+    stack.schedulers.stop()
+    stack.workers.stop()
+    starts = by_attempt(stack.starts("quick") + stack.starts("long_sync"))
+    twice = {key: count for key, count in starts.items() if count > 1}
+    assert kills >= 5
+    assert not twice, f"attempts run more than once: {twice}"
+    recorded = {
+        (r.job_id, r.scheduled_time.isoformat(), r.attempt) for r in all_runs(stack.backend)
+    }
+    assert set(starts) <= recorded, "a run that started has no record"

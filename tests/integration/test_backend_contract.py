@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from alembic.config import Config as AlembicConfig
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from sundial.backends import Backend, BackendError, RunCursor, history, open_backend
+from sundial.backends.queue import RunMessage
 from sundial.backends.sql import schema
 from sundial.models import (
     Command,
@@ -912,6 +914,7 @@ def test_queued_and_running_runs_count_against_max_instances(backend: Backend) -
 
 
 def procrastinate_jobs(url: str) -> list[tuple[str, str, dict[str, object]]]:
+    """procrastinate's job rows, as a worker would find them."""
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
@@ -923,9 +926,31 @@ def procrastinate_jobs(url: str) -> list[tuple[str, str, dict[str, object]]]:
         engine.dispose()
 
 
-@pytest.mark.parametrize("backend_url", ["postgres"], indirect=True)
-def test_a_dispatch_commits_claim_record_and_message_together(
-    backend: Backend, backend_url: str
+def delivered(backend: Backend, queues: list[str], *, seconds: float) -> list[RunMessage]:
+    """The messages a worker of ``queues`` is handed within ``seconds``."""
+    got: list[RunMessage] = []
+
+    async def consume() -> None:
+        stop = asyncio.Event()
+
+        async def handle(message: RunMessage) -> None:
+            got.append(message)
+
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+        await backend.run_queue().consume(
+            queues=queues, concurrency=2, handle=handle, stop=stop, grace=1
+        )
+
+    asyncio.run(consume())
+    return got
+
+
+ENGINES = ["postgres", "redis"]
+
+
+@pytest.mark.parametrize("backend_url", ENGINES, indirect=True)
+def test_a_dispatched_run_is_recorded_claimed_and_delivered_to_its_queue(
+    backend: Backend,
 ) -> None:
     heavy = queued("etl", 0, queue="heavy")
 
@@ -935,9 +960,32 @@ def test_a_dispatch_commits_claim_record_and_message_together(
     stored = backend.get_run(heavy.run_id)
     assert stored is not None and stored.outcome is Outcome.QUEUED and stored.queue == "heavy"
     assert not backend.claim_runs([("etl", at(0))], "leader-2")
-    ((queue, status, message),) = procrastinate_jobs(backend_url)
-    assert (queue, status) == ("heavy", "todo")
-    assert message["run_id"] == heavy.run_id and message["attempt"] == 1
+    assert delivered(backend, ["default"], seconds=1.5) == []
+    (message,) = delivered(backend, ["heavy"], seconds=1.5)
+    assert message == RunMessage.of(heavy)
+
+
+@pytest.mark.parametrize("backend_url", ENGINES, indirect=True)
+def test_a_retry_is_delivered_only_once_its_backoff_has_passed(backend: Backend) -> None:
+    retry = queued("etl", 0, attempt=2).model_copy(
+        update={"due_at": datetime.now(UTC) + timedelta(seconds=2.5)}
+    )
+
+    backend.queue_runs([retry])
+
+    assert delivered(backend, ["default"], seconds=1) == []
+    assert [m.run_id for m in delivered(backend, ["default"], seconds=3)] == [retry.run_id]
+
+
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)
+def test_a_queued_run_whose_message_was_lost_is_sent_again(backend: Backend) -> None:
+    lost = queued("etl", 0)
+    backend.save_runs([lost])  # recorded, but no message: the leader died in between
+
+    assert backend.reconcile_queued(datetime.now(UTC)) == 1
+
+    assert [m.run_id for m in delivered(backend, ["default"], seconds=1.5)] == [lost.run_id]
+    assert backend.reconcile_queued(datetime.now(UTC)) == 0  # once is enough
 
 
 @pytest.mark.parametrize("backend_url", ["postgres"], indirect=True)

@@ -35,6 +35,9 @@ log = structlog.get_logger("sundial.runner")
 _NOT_RUN_NAMESPACE = uuid.UUID("6f1b1c52-58b5-4c57-9d3e-5d0c2f1b7a10")
 #: queued runs read per page while looking for ones no worker took in time
 QUEUED_SCAN_PAGE = 500
+#: a run still queued this long after it was due may have lost its message (where the
+#: engine's message and the run record cannot commit together): it is sent once more
+RESEND_AFTER = timedelta(seconds=10)
 
 
 def not_run_id(job_id: str, scheduled_time: datetime, outcome: Outcome) -> str:
@@ -314,8 +317,12 @@ class QueueLaunch(_Guarded):
             log.warning("runs.retried", count=len(retries), reason="their worker stopped")
 
     def miss_unstarted(self, view: Callable[[str], JobView | None]) -> None:
-        """Record as missed the queued runs that no worker took within their grace."""
+        """Record as missed the queued runs that no worker took within their grace, and
+        send again the message of a run that has waited long."""
         now = utcnow()
+        resent = self._backend.reconcile_queued(now - RESEND_AFTER)
+        if resent:
+            log.info("runs.resent", count=resent, reason="still queued long after due")
         late = [
             run.run_id
             for run in self._queued()

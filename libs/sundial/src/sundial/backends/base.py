@@ -223,6 +223,11 @@ class Backend(ABC):
     def queue_runs(self, runs: Sequence[Run]) -> None:
         """Store ``queued`` runs that need no claim (retries) and enqueue their messages."""
 
+    def reconcile_queued(self, due_before: datetime) -> int:
+        """Send again the messages of runs still queued that were due before ``due_before``;
+        how many. Nothing to do where a run's record and message commit together."""
+        return 0
+
     def run_queue(self) -> RunQueue:
         """The engine that delivers this backend's queued runs to workers."""
         raise no_task_engine(self.kind)

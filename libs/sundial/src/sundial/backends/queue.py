@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,7 +49,7 @@ class RunMessage:
         )
 
 
-Handler = Callable[[RunMessage], Awaitable[None]]
+Handler = Callable[[RunMessage], Coroutine[Any, Any, None]]
 
 
 class RunQueue(ABC):

@@ -28,7 +28,6 @@ from sundial.backends.base import (
     BackendError,
     Dispatched,
     RunCursor,
-    no_task_engine,
 )
 from sundial.backends.jobstore import JobStore
 from sundial.backends.redis import keys, runs
@@ -36,6 +35,7 @@ from sundial.backends.redis.connection import SOCKET_TIMEOUT_SECONDS, Target, gu
 from sundial.backends.redis.jobstore import BatchingRedisJobStore
 from sundial.backends.redis.keys import load
 from sundial.backends.redis.leadership import TokenLockLeadership
+from sundial.backends.redis.queue import DramatiqQueue
 from sundial.models import (
     Command,
     CommandState,
@@ -98,6 +98,10 @@ class RedisBackend(Backend):
             socket_timeout=MAX_BLOCK_SECONDS + SOCKET_TIMEOUT_SECONDS
         )
         self._leadership = TokenLockLeadership(self._client, self.target)
+        self._queue = DramatiqQueue(self.target)
+        # Runs this instance sent a second message for: one is enough, a worker that
+        # takes either starts the run and the other starts nothing.
+        self._resent: set[str] = set()
         self._finish_command = self._client.register_script(_FINISH_COMMAND_LUA)
         self._stream_id: str | None = None
 
@@ -134,6 +138,7 @@ class RedisBackend(Backend):
 
     def close(self) -> None:
         self._leadership.close()
+        self._queue.close()
         self._client.close()
         self._blocking.close()
 
@@ -493,10 +498,53 @@ class RedisBackend(Backend):
     def claim_and_queue(
         self, runs: Sequence[Run], instance_id: str, limits: Mapping[str, int]
     ) -> Dispatched:
-        raise no_task_engine(self.kind)
+        if not runs:
+            return Dispatched()
+        won = self.claim_runs([(run.job_id, run.scheduled_time) for run in runs], instance_id)
+        claimed = [run for run in runs if (run.job_id, run.scheduled_time) in won]
+        # Only the leader queues runs, so the count cannot grow between here and the
+        # write; workers only lower it.
+        active = self.count_active({run.job_id for run in claimed})
+        dispatched = Dispatched()
+        for run in claimed:
+            limit = limits.get(run.job_id)
+            if limit is not None and active[run.job_id] >= limit:
+                dispatched.over_limit.append(run)
+            else:
+                active[run.job_id] += 1
+                dispatched.queued.append(run)
+        self.queue_runs(dispatched.queued)
+        return dispatched
 
+    @guarded
     def queue_runs(self, runs: Sequence[Run]) -> None:
-        raise no_task_engine(self.kind)
+        if not runs:
+            return
+        incoming = [keys.in_utc(run) for run in runs]
+        # The record first: a crash before the message leaves a queued run that
+        # reconcile_queued sends again, never a message without its run.
+        queued = self._store_runs([run.run_id for run in incoming], lambda stored: incoming)
+        self._queue.enqueue(queued)
+
+    @guarded
+    def reconcile_queued(self, due_before: datetime) -> int:
+        ids = self._client.zrange(keys.runs_by_outcome(Outcome.QUEUED), 0, -1)
+        unsent = [run_id for run_id in ids if run_id not in self._resent]
+        waiting = [
+            run
+            for raw in (
+                self._client.mget([keys.run(run_id) for run_id in unsent]) if unsent else []
+            )
+            if (run := load(Run, raw)) is not None
+            and run.outcome is Outcome.QUEUED
+            and history.due(run) < due_before
+        ]
+        self._queue.enqueue(waiting)
+        self._resent.update(run.run_id for run in waiting)
+        return len(waiting)
+
+    def run_queue(self) -> DramatiqQueue:
+        return self._queue
 
     @guarded
     def prune(self, older_than: datetime) -> int:

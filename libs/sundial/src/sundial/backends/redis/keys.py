@@ -28,6 +28,8 @@ cannot collide with another key. Times in scores are µs since the epoch.
   sundial:commands:stream                  stream  one entry per enqueued command
   sundial:instances                        hash    instance id -> Instance JSON
   sundial:leader                           string  leader's instance id; TTL = lease
+  sundial:dramatiq:*                       Dramatiq's own keys: its queues, delay queues,
+                                           acks and broker heartbeats (see redis/queue.py)
 
 Integer microseconds keep scores exact (a float timestamp would round). Redis sorts
 equal scores by member, which is exactly the ``(time, run_id)`` order run listings and
