@@ -115,22 +115,29 @@ def by_attempt(notes: list[dict[str, Any]]) -> Counter[tuple[str, str, int]]:
 
 
 def test_runs_execute_on_the_workers_spread_across_them(stack_for: Any) -> None:
+    # More work each second than one worker taking one run at a time can do.
     stack: Stack = stack_for(
-        'quick = job(every(seconds=1), id="quick", max_instances=10)(worker_jobs.quick)\n'
+        "".join(
+            f'quick{n} = job(every(seconds=1), id="quick{n}", max_instances=10)'
+            "(worker_jobs.quick)\n"
+            for n in range(4)
+        ),
+        SUNDIAL_WORKER_CONCURRENCY="1",
     )
 
-    done = stack.wait(
-        "eight successful runs of quick",
-        lambda: [r for r in stack.runs("quick") if r.outcome is Outcome.SUCCESS][8:] and True,
-    )
-    assert done
-    runs = [r for r in stack.runs("quick") if r.outcome is Outcome.SUCCESS]
+    def successes() -> list[Run]:
+        return [
+            r for n in range(4) for r in stack.runs(f"quick{n}") if r.outcome is Outcome.SUCCESS
+        ]
+
+    stack.wait("both workers running jobs", lambda: len({r.instance_id for r in successes()}) == 2)
+    runs = successes()
     ran_on = {run.instance_id for run in runs}
-    assert ran_on <= stack.worker_ids(), ran_on  # none in the scheduler
-    assert len(ran_on) == 2, f"both workers should get work: {Counter(r.instance_id for r in runs)}"
+    assert ran_on == stack.worker_ids(), ran_on  # both workers, and none in the scheduler
     worker_pids = {replica.process.pid for replica in stack.workers.every}
-    assert {n["pid"] for n in stack.starts("quick")} <= worker_pids
-    assert max(by_attempt(stack.starts("quick")).values()) == 1
+    starts = [n for job in range(4) for n in stack.starts(f"quick{job}")]
+    assert starts and {n["pid"] for n in starts} <= worker_pids
+    assert max(by_attempt(starts).values()) == 1
 
 
 def test_a_worker_killed_mid_run_is_interrupted_and_retried_on_the_other(
