@@ -6,10 +6,13 @@ What every backend must do is in ``test_backend_contract.py``.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from subprocess import PIPE, Popen
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -305,6 +308,80 @@ def test_close_releases_the_lock(backend: RedisBackend, other: RedisBackend) -> 
     backend.close()
 
     assert other.acquire_leadership("b", 60)
+
+
+def hold_lock_in_a_process(redis_url: str, instance_id: str, lease_seconds: float) -> Popen[str]:
+    """A process that takes the leader lock, says so, and then does nothing."""
+    code = (
+        "import sys, time\n"
+        "from sundial.backends.redis import RedisBackend\n"
+        f"backend = RedisBackend({redis_url!r})\n"
+        f"assert backend.acquire_leadership({instance_id!r}, {lease_seconds})\n"
+        "print('held', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    process = Popen([sys.executable, "-c", code], stdout=PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline() == "held\n"
+    return process
+
+
+def test_a_holder_whose_process_died_is_replaced_before_its_lease(
+    redis_url: str, other: RedisBackend
+) -> None:
+    holder = hold_lock_in_a_process(redis_url, "a", 60)
+    assert not other.acquire_leadership("b", 60)  # alive: its connection is open
+
+    holder.kill()
+    holder.wait()
+
+    # The server drops the dead process's connection as soon as the kernel closes it;
+    # the lease has a minute left throughout.
+    deadline = time.monotonic() + 10
+    while not other.acquire_leadership("b", 60):
+        assert time.monotonic() < deadline, "the dead holder's lock was not taken over"
+        time.sleep(0.05)
+    assert other.renew_leadership("b", 60)
+
+
+def test_a_silent_holder_keeps_the_lock_until_its_lease_runs_out(
+    backend: RedisBackend, other: RedisBackend
+) -> None:
+    assert backend.acquire_leadership("a", 1.5)  # and never renewed: stuck, not dead
+
+    assert not other.acquire_leadership("b", 3)
+    time.sleep(1.6)
+
+    assert other.acquire_leadership("b", 3)
+    assert not backend.renew_leadership("a", 3)
+
+
+def test_a_server_refusing_client_list_leaves_the_lease_to_decide(
+    redis_url: str, raw: redis.Redis[str]
+) -> None:
+    user, password = f"sundial-test-{os.getpid()}", "no-client-list"
+    raw.acl_setuser(
+        user,
+        enabled=True,
+        passwords=[f"+{password}"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-client|list"],
+    )
+    parts = urlsplit(redis_url)
+    limited_url = urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc}"))
+    limited = RedisBackend(limited_url)
+    try:
+        holder = hold_lock_in_a_process(redis_url, "a", 1.5)
+        holder.kill()
+        holder.wait()
+        time.sleep(0.2)
+
+        assert not limited.acquire_leadership("b", 3)  # refused: falls back to the lease
+        time.sleep(1.5)
+        assert limited.acquire_leadership("b", 3)
+    finally:
+        limited.close()
+        raw.acl_deluser(user)
 
 
 # errors -----------------------------------------------------------------------------

@@ -97,7 +97,7 @@ class RedisBackend(Backend):
         self._blocking = self.target.client(
             socket_timeout=MAX_BLOCK_SECONDS + SOCKET_TIMEOUT_SECONDS
         )
-        self._leadership = TokenLockLeadership(self._client, self.target)
+        self._leadership = TokenLockLeadership(self.target)
         self._queue = DramatiqQueue(self.target)
         # Runs this instance sent a second message for: one is enough, a worker that
         # takes either starts the run and the other starts nothing.

@@ -83,11 +83,15 @@ class Target:
             "retry": Retry(EqualJitterBackoff(cap=1.0, base=0.05), retries=3),
         }
 
-    def client(self, *, socket_timeout: float = SOCKET_TIMEOUT_SECONDS) -> redis.Redis[str]:
-        """A client of the URL's database that decodes replies as text."""
-        return redis.Redis(
-            db=self.db, decode_responses=True, **self.connect_args(socket_timeout=socket_timeout)
-        )
+    def client(
+        self, *, socket_timeout: float = SOCKET_TIMEOUT_SECONDS, **options: Any
+    ) -> redis.Redis[str]:
+        """A client of the URL's database that decodes replies as text.
+
+        ``options`` override or add ``redis.Redis`` arguments (a connection name, say).
+        """
+        arguments = self.connect_args(socket_timeout=socket_timeout) | options
+        return redis.Redis(db=self.db, decode_responses=True, **arguments)
 
     def error(self, operation: str, error: redis.RedisError) -> BackendError:
         """A BackendError that names the server and the operation, never the password."""
