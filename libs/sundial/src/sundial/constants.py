@@ -13,6 +13,10 @@ MISSED_HEARTBEATS_FOR_DEAD = 3
 #: would hold an API worker and hide a scheduler that is not applying anything.
 MAX_COMMAND_WAIT_SECONDS = 30.0
 
+#: Longest id (of a job, run, command or instance) the SQL backends' id columns hold; a
+#: longer one is refused where it is given rather than failing every write later.
+MAX_ID_CHARS = 191
+
 #: Largest page a listing returns; larger pages make one request hold the backend long.
 MAX_PAGE_SIZE = 500
 
