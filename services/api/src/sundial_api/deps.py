@@ -18,7 +18,8 @@ from sundial_api.errors import ApiError
 
 _bearer = HTTPBearer(
     auto_error=False,
-    description="the value of SUNDIAL_API_TOKEN; required for every change",
+    description="the value of SUNDIAL_API_TOKEN, required for every change; when the server "
+    "sets SUNDIAL_API_READ_TOKEN, reads need that token or SUNDIAL_API_TOKEN",
 )
 
 
@@ -41,10 +42,37 @@ def token_matches(given: str, expected: str) -> bool:
     return secrets.compare_digest(given.encode(), expected.encode())
 
 
-def require_token(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def may_read(settings: Settings, token: str | None) -> bool:
+    """Whether ``token`` (None: none given) may read, under the server's read protection."""
+    if not settings.reads_protected:
+        return True
+    return token is not None and any(
+        token_matches(token, expected)
+        for expected in (settings.api_read_token, settings.api_token)
+        if expected is not None
+    )
+
+
+def require_reader(settings: SettingsDep, credentials: Credentials) -> None:
+    """With read protection on, refuse a read without the read token or the API token."""
+    if may_read(settings, credentials.credentials if credentials else None):
+        return
+    if credentials is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "reading needs a token on this server: send 'Authorization: Bearer "
+            "<SUNDIAL_API_READ_TOKEN or SUNDIAL_API_TOKEN>'",
+            headers=_CHALLENGE,
+        )
+    raise ApiError(401, "unauthorized", "wrong bearer token", headers=_CHALLENGE)
+
+
+def require_token(settings: SettingsDep, credentials: Credentials) -> None:
     """Refuse a change unless it carries ``Authorization: Bearer $SUNDIAL_API_TOKEN``."""
     if settings.api_token is None:
         raise ApiError(
@@ -53,19 +81,28 @@ def require_token(
             "changes are disabled: no API token is configured; set SUNDIAL_API_TOKEN on the "
             "API server to enable them and send it as 'Authorization: Bearer <token>'",
         )
-    challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
         raise ApiError(
             401,
             "unauthorized",
             "missing bearer token: send 'Authorization: Bearer <SUNDIAL_API_TOKEN>'",
-            headers=challenge,
+            headers=_CHALLENGE,
         )
-    if not token_matches(credentials.credentials, settings.api_token):
-        raise ApiError(401, "unauthorized", "wrong bearer token", headers=challenge)
+    if token_matches(credentials.credentials, settings.api_token):
+        return
+    read_token = settings.api_read_token
+    if read_token is not None and token_matches(credentials.credentials, read_token):
+        raise ApiError(
+            403,
+            "read_only",
+            "the read token cannot change jobs; send SUNDIAL_API_TOKEN for changes",
+        )
+    raise ApiError(401, "unauthorized", "wrong bearer token", headers=_CHALLENGE)
 
 
 RequireToken = Annotated[None, Depends(require_token)]
+#: on a router: every route needs a reader's token when read protection is on
+READERS_ONLY = [Depends(require_reader)]
 
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")]

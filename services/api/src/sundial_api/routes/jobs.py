@@ -18,7 +18,16 @@ from sundial_api.commanding import (
     submit,
 )
 from sundial_api.cursors import decode_job_cursor, decode_run_cursor
-from sundial_api.deps import BackendDep, Cursor, Limit, OutcomeFilter, RequireToken, Since, Wait
+from sundial_api.deps import (
+    READERS_ONLY,
+    BackendDep,
+    Cursor,
+    Limit,
+    OutcomeFilter,
+    RequireToken,
+    Since,
+    Wait,
+)
 from sundial_api.errors import ApiError
 from sundial_api.schemas import (
     ERROR_RESPONSES,
@@ -31,7 +40,9 @@ from sundial_api.schemas import (
 )
 from sundial_api.views import job_detail, job_page, run_page, since_utc
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES, dependencies=READERS_ONLY
+)
 
 COMMAND_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"model": CommandAccepted, "description": "the command finished within ?wait="},

@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from sundial_api.cursors import decode_run_cursor
-from sundial_api.deps import BackendDep, Cursor, Limit, OutcomeFilter, Since
+from sundial_api.deps import READERS_ONLY, BackendDep, Cursor, Limit, OutcomeFilter, Since
 from sundial_api.errors import not_found
 from sundial_api.schemas import ERROR_RESPONSES, ErrorResponse, RunOut, RunPage
 from sundial_api.views import run_out, run_page, since_utc
 
-router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONSES, dependencies=READERS_ONLY
+)
 
 
 @router.get("", summary="Runs, newest first", responses={400: {"model": ErrorResponse}})
