@@ -4,7 +4,6 @@ the query parameters that several routes share."""
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -14,6 +13,7 @@ from sundial.backends import Backend
 from sundial.config import Settings
 from sundial.constants import MAX_COMMAND_WAIT_SECONDS, MAX_PAGE_SIZE
 from sundial.models import Outcome
+from sundial.timestamps import IsoDatetime
 from sundial_api.errors import ApiError
 
 _bearer = HTTPBearer(
@@ -108,7 +108,7 @@ READERS_ONLY = [Depends(require_reader)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 Since = Annotated[
-    datetime | None,
+    IsoDatetime | None,
     Query(description="only runs scheduled at or after this time (ISO 8601; UTC if no offset)"),
 ]
 OutcomeFilter = Annotated[Outcome | None, Query()]
