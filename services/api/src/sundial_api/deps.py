@@ -4,7 +4,7 @@ the query parameters that several routes share."""
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -14,12 +14,26 @@ from sundial.config import Settings
 from sundial.constants import MAX_COMMAND_WAIT_SECONDS, MAX_PAGE_SIZE
 from sundial.models import Outcome
 from sundial.timestamps import IsoDatetime
+from sundial_api.cursors import (
+    JOB_CURSOR_DOC,
+    JOB_CURSOR_PATTERN,
+    RUN_CURSOR_DOC,
+    RUN_CURSOR_PATTERN,
+)
 from sundial_api.errors import ApiError
+from sundial_api.schemas import ErrorResponse
 
+#: the security scheme of reads, in the OpenAPI schema only where read protection is on
+READ_SCHEME = "ReadToken"
 _bearer = HTTPBearer(
     auto_error=False,
-    description="the value of SUNDIAL_API_TOKEN, required for every change; when the server "
-    "sets SUNDIAL_API_READ_TOKEN, reads need that token or SUNDIAL_API_TOKEN",
+    scheme_name="ApiToken",
+    description="the value of SUNDIAL_API_TOKEN; required for every change",
+)
+_read_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name=READ_SCHEME,
+    description="the value of SUNDIAL_API_READ_TOKEN or SUNDIAL_API_TOKEN",
 )
 
 
@@ -43,6 +57,7 @@ def token_matches(given: str, expected: str) -> bool:
 
 
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+ReadCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_read_bearer)]
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -57,7 +72,7 @@ def may_read(settings: Settings, token: str | None) -> bool:
     )
 
 
-def require_reader(settings: SettingsDep, credentials: Credentials) -> None:
+def require_reader(settings: SettingsDep, credentials: ReadCredentials) -> None:
     """With read protection on, refuse a read without the read token or the API token."""
     if may_read(settings, credentials.credentials if credentials else None):
         return
@@ -101,12 +116,21 @@ def require_token(settings: SettingsDep, credentials: Credentials) -> None:
 
 
 RequireToken = Annotated[None, Depends(require_token)]
-#: on a router: every route needs a reader's token when read protection is on
+#: on a router or route: it needs a reader's token when read protection is on
 READERS_ONLY = [Depends(require_reader)]
+READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorResponse,
+        "description": "missing or wrong token (only where SUNDIAL_API_READ_TOKEN is set)",
+    }
+}
 
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")]
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+JobCursor = Annotated[str | None, Query(description=JOB_CURSOR_DOC, pattern=JOB_CURSOR_PATTERN)]
+RunCursorQuery = Annotated[
+    str | None, Query(description=RUN_CURSOR_DOC, pattern=RUN_CURSOR_PATTERN)
+]
 Since = Annotated[
     IsoDatetime | None,
     Query(description="only runs scheduled at or after this time (ISO 8601; UTC if no offset)"),

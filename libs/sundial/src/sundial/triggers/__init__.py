@@ -42,8 +42,13 @@ __all__ = [
 SAMPLE_FIRES = 5
 
 
+def _type_required(schema: dict[str, Any]) -> None:
+    """In JSON the ``type`` tag picks the trigger, so it must be given (code may omit it)."""
+    schema["required"] = ["type", *(name for name in schema.get("required", ()) if name != "type")]
+
+
 class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_type_required)
 
     timezone: str = "UTC"
     jitter: int | None = Field(

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from sundial.backends import BackendError
 from sundial.constants import dead_after
-from sundial_api.deps import READERS_ONLY, BackendDep, SettingsDep
+from sundial_api.deps import READ_RESPONSES, READERS_ONLY, BackendDep, SettingsDep
 from sundial_api.errors import error_response
 from sundial_api.schemas import ERROR_RESPONSES, Alive, ErrorResponse, HealthDetailed, Ready
 from sundial_api.views import health_report
@@ -42,6 +42,7 @@ def ready(backend: BackendDep) -> Ready | JSONResponse:
     "unhealthy) and `problems`. Unlike `/health` and `/health/ready` it needs a reader's "
     "token when the server sets SUNDIAL_API_READ_TOKEN.",
     dependencies=READERS_ONLY,
+    responses=READ_RESPONSES,
 )
 def detailed(backend: BackendDep, settings: SettingsDep) -> HealthDetailed:
     return health_report(backend, dead_after(settings.leader_lease_seconds))
