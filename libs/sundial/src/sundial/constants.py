@@ -17,8 +17,11 @@ MAX_COMMAND_WAIT_SECONDS = 30.0
 #: longer one is refused where it is given rather than failing every write later.
 MAX_ID_CHARS = 191
 
-#: What a job id is: 1-200 letters, digits, '_', '-', '.', ':', from a letter or digit.
-JOB_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
+#: What a job id is, in words and as a pattern.
+JOB_ID_RULE = (
+    f"1-{MAX_ID_CHARS} letters, digits, '_', '-', '.', ':', starting with a letter or digit"
+)
+JOB_ID_REGEX = rf"^[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{MAX_ID_CHARS - 1}}}$"
 
 #: Shortest window ``requires_within`` may look back: a dependency's success is recorded
 #: when its run ends, so a window shorter than a second would skip every run.

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from sundial.constants import JOB_ID_REGEX
+from sundial.constants import JOB_ID_REGEX, JOB_ID_RULE
 from sundial.models import JobOptions, JobSource, JobView
 from sundial.triggers import CronSpec, DateSpec, IntervalSpec, expected_interval
 
@@ -309,9 +309,7 @@ def _define(
     kwargs: dict[str, Any],
 ) -> JobDefinition:
     if not JOB_ID_PATTERN.match(job_id):
-        raise ValueError(
-            "ids are 1-200 letters, digits, '_', '-', '.', ':' and start with a letter or digit"
-        )
+        raise ValueError(f"ids are {JOB_ID_RULE}")
     if not isinstance(trigger, CronSpec | IntervalSpec | DateSpec):
         raise TypeError("trigger must come from cron(), every() or at()")
     trigger = type(trigger).model_validate(dict(trigger))

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sundial.constants import (
     DEFAULT_QUEUE,
     JOB_ID_REGEX,
+    JOB_ID_RULE,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_TRACEBACK_CHARS,
     MIN_REQUIRES_WITHIN_SECONDS,
@@ -97,10 +98,7 @@ class JobOptions(BaseModel):
     def _job_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for job_id in value:
             if not re.match(JOB_ID_REGEX, job_id):
-                raise ValueError(
-                    f"{job_id!r} is not a job id: 1-200 letters, digits, '_', '-', '.', ':', "
-                    "starting with a letter or digit"
-                )
+                raise ValueError(f"{job_id!r} is not a job id: {JOB_ID_RULE}")
         return value
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
+from sundial.constants import JOB_ID_RULE
 from sundial.jobs import JOB_ID_PATTERN
 from sundial.models import (
     AddJob,
@@ -21,7 +22,6 @@ from sundial.models import (
 from sundial.triggers import SAMPLE_FIRES, TriggerSpec, in_words, upcoming
 from sundial_api.cursors import JOB_CURSOR_PATTERN, RUN_CURSOR_PATTERN
 
-JOB_ID_RULE = "1-200 letters, digits, '_', '-', '.', ':', starting with a letter or digit"
 HealthStatus = Literal["healthy", "degraded", "unhealthy"]
 
 
