@@ -20,7 +20,9 @@ COMPOSE_FILES = $(COMPOSE_FILE) $(if $(filter 1 true yes,$(PUBLISH_BACKENDS)),de
 PROFILES =
 ifeq ($(BACKEND),redis)
 PROFILES += redis
-export SUNDIAL_BACKEND_URL := redis://redis:6379/0
+# the Redis URL with the stack's own password, as $(ENV_FILE) has it (read when used, once
+# the file exists)
+export SUNDIAL_BACKEND_URL = $(shell sed -n 's/^REDIS_BACKEND_URL=//p' $(ENV_FILE))
 else ifneq ($(BACKEND),postgres)
 $(error BACKEND must be postgres or redis, not '$(BACKEND)')
 endif
@@ -31,8 +33,10 @@ STACK = $(COMPOSE) -p $(PROJECT) $(addprefix -f ,$(COMPOSE_FILES)) --env-file $(
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-.env:
-	cp .env.example .env
+# A missing env file is written from .env.example with secrets of its own; an existing
+# one is left alone.
+$(ENV_FILE):
+	python3 deploy/compose/init-env.py --example .env.example $@
 
 var/tools/bin/uv:
 	@echo "uv is not on the PATH: installing uv $(UV_VERSION) into var/tools"

@@ -180,7 +180,7 @@ def test_the_jobs_page_lists_the_jobs(page: Page, stack: Stack) -> None:
 
 def test_login_with_a_wrong_token_is_refused(page: Page, stack: Stack) -> None:
     log_in(page, stack, token="wrong-token-0123456789abcdef")
-    expect(page.get_by_role("alert")).to_have_text("That is not the API token.")
+    expect(page.get_by_role("alert")).to_have_text("That is not a token of this server.")
     page.goto(f"{stack.url}/ui/jobs")
     expect(page.locator(".account")).to_contain_text("Read-only")
     expect(page.get_by_role("button", name="Run now: Daily report generation")).to_be_disabled()

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from failover import E2E_DIR, WORKER, Cluster, all_runs
+from timing import within
 
 from sundial.backends import Backend, open_backend
 from sundial.models import Outcome, Run
@@ -200,7 +201,8 @@ def test_the_job_timeout_is_enforced_on_the_worker(stack_for: Any) -> None:
         lambda: next((r for r in stack.runs("hang") if r.outcome is Outcome.TIMEOUT), None),
     )
     assert timed_out.instance_id in stack.worker_ids()
-    assert timed_out.duration_seconds is not None and timed_out.duration_seconds < 5
+    assert timed_out.duration_seconds is not None
+    assert timed_out.duration_seconds < within(0.5)
 
 
 def test_sigterm_lets_a_worker_finish_its_run(stack_for: Any) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from fakes import FakeBackend  # tests/ is on sys.path (rootdir conftest)
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from records import NOW, leader, make_job, make_run
+from timing import within
 
 from sundial.config import Settings, get_settings
 from sundial.models import (
@@ -210,7 +209,7 @@ def test_wait_returns_the_finished_state(
 def test_wait_gives_up_with_202_pending(client: TestClient) -> None:
     started = time.monotonic()
     response = client.post("/api/v1/jobs/daily_reports/run?wait=0.3", headers=AUTH)
-    assert 0.3 <= time.monotonic() - started < 3
+    assert 0.3 <= time.monotonic() - started < within(0.3)
     assert response.status_code == 202
     assert response.json()["state"] == "pending"
 
@@ -412,24 +411,28 @@ def test_since_out_of_range_is_422(client: TestClient) -> None:
     assert "since" in error_of(response)["message"]
 
 
-def cursor_of(data: dict[str, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
-
-
 @pytest.mark.parametrize(
     "path",
     [
-        "/api/v1/jobs?cursor=garbage",
+        "/api/v1/jobs?cursor=-leading-dash",
+        "/api/v1/jobs?cursor=a%20b",
         "/api/v1/runs?cursor=e30",
-        "/api/v1/runs?cursor=" + cursor_of({"t": "2020-01-01T00:00:00", "r": "naive"}),
-        "/api/v1/runs?cursor=" + cursor_of({"t": "0001-01-01T00:00:00+12:00", "r": "x"}),
-        "/api/v1/jobs?cursor=" + cursor_of({"after": "\u0000"}),
+        "/api/v1/runs?cursor=12~",
+        "/api/v1/runs?cursor=99999999999999999~x",
+        "/api/v1/jobs/daily_reports/runs?cursor=2020-01-01T00:00:00~r",
     ],
 )
-def test_bad_cursor_is_400(client: TestClient, path: str) -> None:
+def test_a_cursor_not_of_the_documented_form_is_refused(client: TestClient, path: str) -> None:
     response = client.get(path)
-    assert response.status_code == 400
-    assert error_of(response)["code"] == "invalid_cursor"
+    assert response.status_code == 422
+    assert "cursor" in error_of(response)["message"]
+
+
+def test_any_cursor_of_the_documented_form_pages_from_that_point(client: TestClient) -> None:
+    after = client.get("/api/v1/jobs", params={"cursor": "daily_reports"}).json()
+    assert [job["id"] for job in after["items"]] == ["sync_inventory"]
+    before_all = client.get("/api/v1/runs", params={"cursor": "0~0"})
+    assert before_all.status_code == 200 and before_all.json()["items"] == []
 
 
 def test_unknown_route_has_the_error_body(client: TestClient) -> None:
@@ -609,7 +612,7 @@ def test_scheduler_endpoint(client: TestClient, backend: FakeBackend) -> None:
     backend.heartbeat(leader(age_seconds=1))
     status = client.get("/api/v1/scheduler").json()
     assert status["leader"] == "sched-1"
-    assert 1 <= status["instances"][0]["heartbeat_age_seconds"] < 5
+    assert 1 <= status["instances"][0]["heartbeat_age_seconds"] < 1 + within(0.1)
 
 
 # metrics --------------------------------------------------------------------------------
@@ -753,3 +756,53 @@ def test_openapi_documents_each_job_change(
     assert "?wait=N" in operation["description"]
     assert [parameter["name"] for parameter in operation["parameters"]] == ["job_id", "wait"]
     assert {"200", "202", "401", "403", "404"} <= set(operation["responses"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/api/v1/jobs/daily_reports", "DELETE, GET, PATCH"),
+        ("DELETE", "/api/v1/jobs", "GET, POST"),
+        ("GET", "/api/v1/jobs/daily_reports/pause", "POST"),
+    ],
+)
+def test_a_wrong_method_is_told_every_method_the_path_takes(
+    client: TestClient, method: str, path: str, allowed: str
+) -> None:
+    response = client.request(method, path, headers=AUTH)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allowed
+    assert f"use {allowed}" in error_of(response)["message"]
+
+
+def test_the_schema_requires_the_trigger_type_and_states_the_cursor_formats(
+    client: TestClient,
+) -> None:
+    schema = client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    for name in ("CronSpec-Input", "CronSpec-Output", "IntervalSpec", "DateSpec"):
+        assert "type" in components[name]["required"], name
+    parameters = {
+        (path, parameter["name"]): parameter["schema"]
+        for path in ("/api/v1/jobs", "/api/v1/runs")
+        for parameter in schema["paths"][path]["get"]["parameters"]
+    }
+    assert parameters["/api/v1/jobs", "cursor"]["anyOf"][0]["pattern"].startswith("^[A-Za-z0-9]")
+    assert parameters["/api/v1/runs", "cursor"]["anyOf"][0]["pattern"] == (
+        "^[0-9]{1,16}~[A-Za-z0-9_.:-]{1,191}$"
+    )
+
+
+def test_the_schema_asks_readers_for_a_token_only_under_read_protection(
+    backend: FakeBackend,
+) -> None:
+    def read_security(settings: Settings) -> object:
+        app = create_app(settings, backend=backend)
+        schema = app.openapi()
+        return schema["paths"]["/api/v1/runs"]["get"].get("security")
+
+    assert read_security(Settings(api_token=TOKEN, backend_url="sqlite:///unused.db")) is None
+    protected = Settings(
+        api_token=TOKEN, api_read_token="read-token-0123456789", backend_url="sqlite:///u.db"
+    )
+    assert read_security(protected) == [{"ReadToken": []}]

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from sundial.config import JobDefaults, Settings, load_settings
+from sundial.config import JobDefaults, Settings, load_settings, misspelt_setting
 
 
 @pytest.fixture(autouse=True)
@@ -160,3 +160,32 @@ def test_bad_token_line_says_how_to_make_one_without_echoing_it(
     line = capsys.readouterr().err
     assert "secrets.token_urlsafe" in line
     assert "tooShortSecret" not in line
+
+
+def test_kubernetes_service_links_and_other_parts_variables_are_not_taken_for_typos(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # what Kubernetes sets for Services named sundial-api, and what the stack's files read
+    monkeypatch.setenv("SUNDIAL_API_PORT", "tcp://10.0.0.7:8000")
+    monkeypatch.setenv("SUNDIAL_API_SERVICE_HOST", "10.0.0.7")
+    monkeypatch.setenv("SUNDIAL_API_PORT_8000_TCP_ADDR", "10.0.0.7")
+    monkeypatch.setenv("SUNDIAL_GRAFANA_URL", "http://grafana:3000")
+    monkeypatch.setenv("SUNDIAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+    assert misspelt_setting(os.environ) is None
+    assert load_settings().api_url == "http://localhost:8000"
+
+
+def test_a_nested_setting_misspelt_names_the_nested_variable() -> None:
+    assert misspelt_setting({"SUNDIAL_JOB_DEFAULTS__MAX_INSTANCE": "2"}) == (
+        "SUNDIAL_JOB_DEFAULTS__MAX_INSTANCE",
+        "SUNDIAL_JOB_DEFAULTS__MAX_INSTANCES",
+    )
+
+
+def test_the_read_token_is_held_to_the_rules_of_the_api_token() -> None:
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        Settings(api_read_token="changeme")
+    with pytest.raises(ValueError, match="must differ from SUNDIAL_API_TOKEN"):
+        Settings(api_token="same-token-0123456789", api_read_token="same-token-0123456789")
+    assert Settings(api_read_token="read-token-0123456789").reads_protected

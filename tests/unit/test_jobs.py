@@ -445,9 +445,9 @@ def test_an_id_bound_to_another_function_is_rejected() -> None:
     assert registry.jobs["sync"].func is sync_inventory
 
 
-@pytest.mark.parametrize("job_id", ["has space", "-leading-dash", "x" * 201, "semi;colon", "ü"])
+@pytest.mark.parametrize("job_id", ["has space", "-leading-dash", "x" * 192, "semi;colon", "ü"])
 def test_invalid_ids_are_rejected(job_id: str) -> None:
-    with pytest.raises(JobDefinitionError, match="ids are 1-200 letters"):
+    with pytest.raises(JobDefinitionError, match="ids are 1-191 letters"):
         Registry().job(every(minutes=1), id=job_id)(sync_inventory)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from fakes import FakeBackend  # tests/ is on sys.path (rootdir conftest)
 from prometheus_client import CollectorRegistry
+from timing import within
 
 from sundial.backends import Backend, BackendError
 from sundial.context import current_run
@@ -245,7 +246,7 @@ async def test_async_job_past_its_timeout_is_recorded_timeout(h: Harness) -> Non
 
     await h.runner.run(h.invocation(slow, timeout_seconds=0.1), utcnow())
 
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < within(0.1)
     (run,) = h.runs()
     assert run.outcome is Outcome.TIMEOUT
     assert run.error_message == "timed out after 0.1s"
@@ -264,7 +265,7 @@ async def test_sync_job_past_its_timeout_is_recorded_timeout(h: Harness) -> None
     try:
         started = time.monotonic()
         await h.runner.run(h.invocation(stuck, timeout_seconds=0.1), utcnow())
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < within(0.1)
         (run,) = h.runs()
     finally:
         release.set()

@@ -380,7 +380,7 @@ def test_without_login_everything_is_read_only_and_buttons_say_why(client: TestC
 def test_login_with_a_wrong_token_is_refused(client: TestClient) -> None:
     response = log_in(client, token="not-the-token-0123456789")
     assert response.status_code == 401
-    assert "That is not the API token." in response.text
+    assert "That is not a token of this server." in response.text
     assert "disabled" in client.get("/ui/jobs").text.split('id="do-run-daily_reports"')[1][:200]
 
 

@@ -22,12 +22,13 @@ from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
 
-from sundial.config import load_settings
+from sundial.config import check_api_url, load_settings
 from sundial.constants import MAX_COMMAND_WAIT_SECONDS, MAX_PAGE_SIZE
 from sundial.jobs import parse_duration
 
 EXIT_FAILED = 1
 EXIT_PENDING = 3
+EXIT_USAGE = 2
 #: mutations wait this long for the scheduler to apply them, by default
 DEFAULT_WAIT_SECONDS = 10.0
 HTTP_TIMEOUT_SECONDS = 10.0
@@ -130,7 +131,14 @@ def main(
 ) -> None:
     """Watch and manage Sundial jobs through the Sundial API."""
     settings = load_settings()
-    ctx.obj = Api(url=(api_url or settings.api_url).rstrip("/"), token=settings.api_token)
+    if api_url is not None:
+        try:
+            check_api_url(api_url)
+        except ValueError as error:
+            fail(f"--api-url: {error}", EXIT_USAGE)
+    # the API token reads too; a reader's machine may hold only the read token
+    token = settings.api_token or settings.api_read_token
+    ctx.obj = Api(url=(api_url or settings.api_url).rstrip("/"), token=token)
 
 
 def api(ctx: typer.Context) -> Api:

@@ -6,15 +6,19 @@ at start-up (see :func:`load_settings`) and passes it down.
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 import sys
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NoReturn
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from sundial.constants import DEFAULT_QUEUE
+from sundial.constants import DEFAULT_QUEUE, MAX_ID_CHARS
 from sundial.timezones import check_timezone
 
 DEFAULT_BACKEND_URL = "sqlite:///./var/sundial.db"
@@ -22,6 +26,30 @@ DEFAULT_JOB_MODULES: tuple[str, ...] = ()
 SUPPORTED_SCHEMES = ("postgresql+psycopg://", "postgresql://", "redis://", "rediss://", "sqlite://")
 PLACEHOLDER_TOKENS = frozenset({"changeme", "change-me", "secret", "token", "xxx"})
 MIN_TOKEN_LENGTH = 16
+PREFIX = "SUNDIAL_"
+#: ``SUNDIAL_*`` names that belong to other parts of a deployment (the compose stack, alert
+#: delivery, CI and the test suite), not to a Sundial process's settings
+FOREIGN_PREFIXES = (
+    "SUNDIAL_ALERT_",
+    "SUNDIAL_BENCH_",
+    "SUNDIAL_CHAOS_",
+    "SUNDIAL_CI_",
+    "SUNDIAL_IMAGE_",
+    "SUNDIAL_TEST_",
+)
+FOREIGN_NAMES = frozenset(
+    {
+        "SUNDIAL_FAILOVER_REPORT",
+        "SUNDIAL_GRAFANA_URL",
+        "SUNDIAL_JOBS_DIR",
+        "SUNDIAL_RUNBOOK_URL",
+        "SUNDIAL_UI_SCREENSHOTS",
+    }
+)
+#: what Kubernetes sets for a Service named ``sundial-…`` in the same namespace
+_SERVICE_LINK = re.compile(r"_SERVICE_(HOST|PORT(_\w+)?)$|_PORT_\d+_(TCP|UDP|SCTP)(_\w+)?$")
+#: how alike a name must be to a setting's to be taken for a misspelling of it
+MISSPELLING_CUTOFF = 0.8
 
 
 class JobDefaults(BaseModel):
@@ -53,10 +81,11 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9100, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"
     api_token: str | None = None
+    api_read_token: str | None = None
     api_url: str = "http://localhost:8000"
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    instance_id: str | None = None
+    instance_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
     executor: Literal["local", "queue"] = "local"
     worker_queues: Annotated[tuple[str, ...], NoDecode] = (DEFAULT_QUEUE,)
     worker_concurrency: int = Field(default=10, ge=1, le=1000)
@@ -99,7 +128,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("api_token")
+    @field_validator("api_token", "api_read_token")
     @classmethod
     def _real_token(cls, value: str | None) -> str | None:
         if not value:
@@ -112,6 +141,88 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("api_read_token")
+    @classmethod
+    def _read_token_differs(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value == info.data.get("api_token"):
+            raise ValueError(
+                "the read token must differ from SUNDIAL_API_TOKEN, or readers could change jobs"
+            )
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return check_api_url(value)
+
+    @property
+    def reads_protected(self) -> bool:
+        """Whether reading jobs, runs and the UI needs a token."""
+        return self.api_read_token is not None
+
+
+def check_api_url(value: str) -> str:
+    """``value`` if it is an http(s) address with a host, else a ValueError saying so."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as error:
+        raise ValueError(f"{value!r} is not a URL: {error}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
+    return value
+
+
+class ConfigurationError(Exception):
+    """A setting that cannot work, found after the settings were read (e.g. a port in use)."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"invalid configuration: {variable}: {problem}")
+        self.variable = variable
+
+
+def exit_on_configuration_error(error: ConfigurationError) -> NoReturn:
+    """Print the error's one line and exit with status 2 (for entrypoints)."""
+    print(error, file=sys.stderr)  # noqa: T201
+    raise SystemExit(2)
+
+
+def setting_names() -> frozenset[str]:
+    """Every environment variable :class:`Settings` reads."""
+    names = set()
+    for name, field in Settings.model_fields.items():
+        variable = PREFIX + name.upper()
+        names.add(variable)
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            names.update(f"{variable}__{inner.upper()}" for inner in nested.model_fields)
+    return frozenset(names)
+
+
+def _foreign(name: str, value: str) -> bool:
+    if name in FOREIGN_NAMES or name.startswith(FOREIGN_PREFIXES):
+        return True
+    # a Service link's plain ``…_PORT`` is an address such as tcp://10.0.0.7:8000
+    return bool(_SERVICE_LINK.search(name)) or (
+        name.endswith("_PORT") and value.startswith(("tcp://", "udp://", "sctp://"))
+    )
+
+
+def misspelt_setting(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The first ``SUNDIAL_*`` variable that looks like a misspelt setting, with that setting.
+
+    A name alike to no setting may be someone else's (a job's own variable, a platform's)
+    and is left alone; a near miss is a setting that would silently not apply.
+    """
+    known = setting_names()
+    for name in sorted(environ):
+        if not name.startswith(PREFIX) or name in known or _foreign(name, environ[name]):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=MISSPELLING_CUTOFF)
+        if close:
+            return name, close[0]
+    return None
+
 
 def format_validation_error(error: ValidationError) -> str:
     """One line naming the variable that is wrong and why."""
@@ -123,6 +234,12 @@ def format_validation_error(error: ValidationError) -> str:
 
 def load_settings() -> Settings:
     """Build settings from the environment or exit with one clear line (for entrypoints)."""
+    misspelt = misspelt_setting(os.environ)
+    if misspelt is not None:
+        name, meant = misspelt
+        exit_on_configuration_error(
+            ConfigurationError(name, f"no such setting; did you mean {meant}?")
+        )
     try:
         return Settings()
     except ValidationError as error:

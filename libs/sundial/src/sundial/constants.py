@@ -13,6 +13,27 @@ MISSED_HEARTBEATS_FOR_DEAD = 3
 #: would hold an API worker and hide a scheduler that is not applying anything.
 MAX_COMMAND_WAIT_SECONDS = 30.0
 
+#: Longest id (of a job, run, command or instance) the SQL backends' id columns hold; a
+#: longer one is refused where it is given rather than failing every write later.
+MAX_ID_CHARS = 191
+
+#: What a job id is, in words and as a pattern.
+JOB_ID_RULE = (
+    f"1-{MAX_ID_CHARS} letters, digits, '_', '-', '.', ':', starting with a letter or digit"
+)
+JOB_ID_REGEX = rf"^[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{MAX_ID_CHARS - 1}}}$"
+
+#: Shortest window ``requires_within`` may look back: a dependency's success is recorded
+#: when its run ends, so a window shorter than a second would skip every run.
+MIN_REQUIRES_WITHIN_SECONDS = 1.0
+
+#: Largest random delay (``jitter``) a trigger may add: jitter spreads load over minutes;
+#: hours of it make the schedule meaningless and the overdue alert fire.
+MAX_JITTER_SECONDS = 3600
+
+#: How far ahead a one-off run or a start date may lie; further is a typo for the year.
+MAX_YEARS_AHEAD = 100
+
 #: Largest page a listing returns; larger pages make one request hold the backend long.
 MAX_PAGE_SIZE = 500
 

@@ -19,13 +19,14 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from sundial.constants import JOB_ID_REGEX, JOB_ID_RULE
 from sundial.models import JobOptions, JobSource, JobView
 from sundial.triggers import CronSpec, DateSpec, IntervalSpec, expected_interval
 
 F = TypeVar("F", bound=Callable[..., Any])
 Spec = CronSpec | IntervalSpec | DateSpec
 
-JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+JOB_ID_PATTERN = re.compile(JOB_ID_REGEX)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 UNIQUE_PERIODS = ("hour", "day")
@@ -308,9 +309,7 @@ def _define(
     kwargs: dict[str, Any],
 ) -> JobDefinition:
     if not JOB_ID_PATTERN.match(job_id):
-        raise ValueError(
-            "ids are 1-200 letters, digits, '_', '-', '.', ':' and start with a letter or digit"
-        )
+        raise ValueError(f"ids are {JOB_ID_RULE}")
     if not isinstance(trigger, CronSpec | IntervalSpec | DateSpec):
         raise TypeError("trigger must come from cron(), every() or at()")
     trigger = type(trigger).model_validate(dict(trigger))
@@ -318,8 +317,6 @@ def _define(
         raise ValueError("job functions must be module-level so the scheduler can import them")
     if options["unique_per"] not in (None, *UNIQUE_PERIODS):
         raise ValueError(f"unique_per must be one of {UNIQUE_PERIODS}")
-    if options["requires"] and options["requires_within_seconds"] is None:
-        raise ValueError("requires= needs requires_within= (e.g. '1d')")
     inspect.signature(func).bind(**kwargs)
     return JobDefinition(
         id=job_id,

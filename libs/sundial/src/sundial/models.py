@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sundial.constants import (
     DEFAULT_QUEUE,
+    JOB_ID_REGEX,
+    JOB_ID_RULE,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_TRACEBACK_CHARS,
+    MIN_REQUIRES_WITHIN_SECONDS,
     SECRET_MASK,
     default_overdue_after,
 )
@@ -76,7 +80,7 @@ class JobOptions(BaseModel):
     requires: tuple[str, ...] = Field(
         default=(), description="job ids that must have succeeded within `requires_within`"
     )
-    requires_within_seconds: float | None = Field(default=None, gt=0)
+    requires_within_seconds: float | None = Field(default=None, ge=MIN_REQUIRES_WITHIN_SECONDS)
     queue: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
@@ -88,6 +92,20 @@ class JobOptions(BaseModel):
         description="how long past its next run time the job may go without running "
         "before it counts as overdue; unset = derived from its interval",
     )
+
+    @field_validator("requires")
+    @classmethod
+    def _job_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for job_id in value:
+            if not re.match(JOB_ID_REGEX, job_id):
+                raise ValueError(f"{job_id!r} is not a job id: {JOB_ID_RULE}")
+        return value
+
+    @model_validator(mode="after")
+    def _requires_a_window(self) -> JobOptions:
+        if self.requires and self.requires_within_seconds is None:
+            raise ValueError("requires needs requires_within (e.g. '1d'): since when to look")
+        return self
 
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based): backoff, doubling."""

@@ -1,41 +1,31 @@
-"""Opaque page cursors: base64url of a small JSON document."""
+"""Page cursors, in formats the OpenAPI schema states exactly.
+
+A page of jobs ends at a job id, and the next page starts after it: the job cursor is that
+id. A page of runs ends at a run, newest first, ordered by scheduled time and then run id:
+the run cursor is ``<scheduled time in microseconds since 1970>~<run id>``. Any text of
+these shapes is a valid cursor (it pages from that point), so the schema's patterns say
+all there is to know.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 
 from sundial.backends import RunCursor
+from sundial.constants import JOB_ID_REGEX
 from sundial_api.errors import ApiError
 
-
-def _encode(data: dict[str, str]) -> str:
-    raw = json.dumps(data, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> dict[str, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-    except (binascii.Error, ValueError):
-        data = None
-    if not isinstance(data, dict) or not all(_storable(v) for v in data.values()):
-        raise invalid_cursor()
-    return data
-
-
-def _storable(value: object) -> bool:
-    """Text that every backend can compare: no NUL, no unpaired surrogate."""
-    if not isinstance(value, str) or "\x00" in value:
-        return False
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+JOB_CURSOR_PATTERN = JOB_ID_REGEX
+#: 16 digits of microseconds reach past the year 2250, beyond any run's scheduled time
+RUN_CURSOR_PATTERN = r"^[0-9]{1,16}~[A-Za-z0-9_.:-]{1,191}$"
+JOB_CURSOR_DOC = "the `next_cursor` of the previous page: the last job id it listed"
+RUN_CURSOR_DOC = (
+    "the `next_cursor` of the previous page: `<scheduled time in microseconds since "
+    "1970-01-01 UTC>~<run id>` of the last run it listed"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def invalid_cursor() -> ApiError:
@@ -45,26 +35,22 @@ def invalid_cursor() -> ApiError:
 
 
 def encode_job_cursor(last_id: str) -> str:
-    return _encode({"after": last_id})
+    return last_id
 
 
 def decode_job_cursor(cursor: str) -> str:
-    after = _decode(cursor).get("after")
-    if not after:
+    if not re.match(JOB_CURSOR_PATTERN, cursor):
         raise invalid_cursor()
-    return after
+    return cursor
 
 
 def encode_run_cursor(position: RunCursor) -> str:
-    return _encode({"t": position.scheduled_time.isoformat(), "r": position.run_id})
+    micros = (position.scheduled_time - _EPOCH) // _MICROSECOND
+    return f"{micros}~{position.run_id}"
 
 
 def decode_run_cursor(cursor: str) -> RunCursor:
-    data = _decode(cursor)
-    try:
-        moment = datetime.fromisoformat(data["t"])
-        if moment.tzinfo is None:
-            raise ValueError("naive time")
-        return RunCursor(scheduled_time=moment.astimezone(UTC), run_id=data["r"])
-    except (KeyError, ValueError, OverflowError):
-        raise invalid_cursor() from None
+    if not re.match(RUN_CURSOR_PATTERN, cursor):
+        raise invalid_cursor()
+    micros, run_id = cursor.split("~", 1)
+    return RunCursor(scheduled_time=_EPOCH + int(micros) * _MICROSECOND, run_id=run_id)

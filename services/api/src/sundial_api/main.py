@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 import uvicorn
@@ -21,6 +22,7 @@ from sundial.backends import Backend, BackendError, open_backend
 from sundial.config import Settings, get_settings
 from sundial.logging import configure_logging
 from sundial.metrics import process_registry
+from sundial_api.deps import READ_SCHEME
 from sundial_api.errors import install_error_handlers
 from sundial_api.metrics import CatalogCollector, HttpMetrics, HttpMetricsMiddleware
 from sundial_api.middleware import RequestLimitsMiddleware
@@ -81,6 +83,33 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await run_in_threadpool(backend.close)
 
 
+def _document_read_protection(app: FastAPI, settings: Settings) -> None:
+    """Make the OpenAPI schema say what this server asks of readers: a token only under
+    read protection, nothing otherwise (the routes carry the read scheme either way)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            if not settings.reads_protected:
+                _drop_security_scheme(schema, READ_SCHEME)
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _drop_security_scheme(schema: dict[str, Any], name: str) -> None:
+    schema.get("components", {}).get("securitySchemes", {}).pop(name, None)
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            kept = [need for need in operation.get("security", ()) if name not in need]
+            if kept:
+                operation["security"] = kept
+            else:
+                operation.pop("security", None)
+                operation.get("responses", {}).pop("401", None)
+
+
 def create_app(settings: Settings | None = None, *, backend: Backend | None = None) -> FastAPI:
     """The API application; the backend is opened when the app starts, not here.
 
@@ -110,6 +139,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     for module in (health, jobs, runs, commands, scheduler, events, metrics, triggers, runbook):
         app.include_router(module.router)
     install_ui(app, settings)
+    _document_read_protection(app, settings)
     return app
 
 

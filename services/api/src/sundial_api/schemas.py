@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
+from sundial.constants import JOB_ID_RULE
 from sundial.jobs import JOB_ID_PATTERN
 from sundial.models import (
     AddJob,
@@ -19,8 +20,8 @@ from sundial.models import (
     Outcome,
 )
 from sundial.triggers import SAMPLE_FIRES, TriggerSpec, in_words, upcoming
+from sundial_api.cursors import JOB_CURSOR_PATTERN, RUN_CURSOR_PATTERN
 
-JOB_ID_RULE = "1-200 letters, digits, '_', '-', '.', ':', starting with a letter or digit"
 HealthStatus = Literal["healthy", "degraded", "unhealthy"]
 
 
@@ -106,7 +107,10 @@ class JobDetail(JobSummary):
 
 class JobPage(BaseModel):
     items: list[JobSummary]
-    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next page; null on the last page",
+        pattern=JOB_CURSOR_PATTERN,
+    )
 
 
 class CreateJob(AddJob):
@@ -141,7 +145,10 @@ class RunOut(BaseModel):
 
 class RunPage(BaseModel):
     items: list[RunOut]
-    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next page; null on the last page",
+        pattern=RUN_CURSOR_PATTERN,
+    )
 
 
 # commands -------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,11 +12,17 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from sundial.config import ConfigurationError
+
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
 
 
 class HealthServer:
-    """A small threaded HTTP server; ``port=0`` picks a free port (see :attr:`port`)."""
+    """A small threaded HTTP server; ``port=0`` picks a free port (see :attr:`port`).
+
+    ``host_setting`` and ``port_setting`` name the variables behind ``host`` and ``port``,
+    for the :class:`ConfigurationError` raised when the server cannot bind.
+    """
 
     def __init__(
         self,
@@ -24,6 +32,8 @@ class HealthServer:
         registry: CollectorRegistry,
         alive: HealthCheck,
         ready: HealthCheck,
+        host_setting: str = "SUNDIAL_METRICS_HOST",
+        port_setting: str = "SUNDIAL_METRICS_PORT",
     ) -> None:
         routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
             "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
@@ -46,7 +56,22 @@ class HealthServer:
             def log_message(self, format: str, *args: Any) -> None:
                 """Scrapes every few seconds would drown the job logs."""
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except socket.gaierror as error:
+            raise ConfigurationError(
+                host_setting, f"cannot resolve {host!r} ({error.strerror})"
+            ) from None
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ConfigurationError(
+                    port_setting, f"port {port} is already in use on {host}; pick another port"
+                ) from None
+            raise ConfigurationError(
+                host_setting,
+                f"cannot listen on {host}:{port} ({error.strerror}); "
+                "use an address of this machine, such as 0.0.0.0 or 127.0.0.1",
+            ) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="sundial-http", daemon=True

@@ -6,7 +6,12 @@ import asyncio
 
 import structlog
 
-from sundial.config import Settings, load_settings
+from sundial.config import (
+    ConfigurationError,
+    Settings,
+    exit_on_configuration_error,
+    load_settings,
+)
 from sundial.jobs import JobDefinitionError, Registry
 from sundial.logging import configure_logging
 from sundial_scheduler.service import SundialScheduler
@@ -45,7 +50,11 @@ def main() -> None:
     settings = load_settings()
     configure_logging(log_format=settings.log_format, level=settings.log_level)
     scheduler = create_scheduler(settings)
-    raise SystemExit(asyncio.run(scheduler.run()))
+    try:
+        code = asyncio.run(scheduler.run())
+    except ConfigurationError as error:
+        exit_on_configuration_error(error)
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

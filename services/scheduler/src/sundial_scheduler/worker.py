@@ -26,7 +26,12 @@ from prometheus_client import CollectorRegistry, Gauge
 from sundial import __version__
 from sundial.backends import Backend, BackendError, history, open_backend
 from sundial.backends.queue import RunMessage
-from sundial.config import Settings, load_settings
+from sundial.config import (
+    ConfigurationError,
+    Settings,
+    exit_on_configuration_error,
+    load_settings,
+)
 from sundial.jobs import Registry
 from sundial.logging import configure_logging
 from sundial.metrics import SchedulerMetrics, process_registry
@@ -117,6 +122,7 @@ class SundialWorker:
             registry=self.metrics_registry,
             alive=self._alive,
             ready=self._readiness,
+            port_setting="SUNDIAL_WORKER_METRICS_PORT",
         )
         self.http.start()
         log.info(
@@ -261,7 +267,11 @@ def main() -> None:
         worker = create_worker(settings)
     except BackendError as error:
         raise SystemExit(f"invalid configuration: SUNDIAL_BACKEND_URL: {error}") from None
-    raise SystemExit(asyncio.run(worker.run()))
+    try:
+        code = asyncio.run(worker.run())
+    except ConfigurationError as error:
+        exit_on_configuration_error(error)
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

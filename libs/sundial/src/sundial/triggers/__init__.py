@@ -17,6 +17,8 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sundial.constants import MAX_JITTER_SECONDS
+from sundial.timestamps import IsoDatetime, check_within_reach
 from sundial.timezones import check_timezone
 from sundial.triggers.cron import CrontabTrigger
 from sundial.triggers.expression import CrontabError, crontab_from_keywords, parse_crontab
@@ -40,11 +42,22 @@ __all__ = [
 SAMPLE_FIRES = 5
 
 
+def _type_required(schema: dict[str, Any]) -> None:
+    """In JSON the ``type`` tag picks the trigger, so it must be given (code may omit it)."""
+    schema["required"] = ["type", *(name for name in schema.get("required", ()) if name != "type")]
+
+
 class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_type_required)
 
     timezone: str = "UTC"
-    jitter: int | None = Field(default=None, ge=0, description="random delay, seconds")
+    jitter: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_JITTER_SECONDS,
+        description=f"random delay, seconds (at most {MAX_JITTER_SECONDS}; for an interval "
+        "trigger, at most its interval)",
+    )
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: check_timezone(v)))
 
@@ -70,8 +83,10 @@ class CronSpec(_Spec):
         "month, day_of_week), numbered as in crontab; turned into expression",
         examples=[{"hour": 2, "minute": 30, "day_of_week": "sun"}],
     )
-    start_date: datetime | None = None
-    end_date: datetime | None = None
+    start_date: IsoDatetime | None = None
+    end_date: IsoDatetime | None = None
+
+    _reach = field_validator("start_date")(classmethod(lambda cls, v: v and check_within_reach(v)))
 
     @model_validator(mode="before")
     @classmethod
@@ -118,8 +133,19 @@ class IntervalSpec(_Spec):
 
     type: Literal["interval"] = "interval"
     seconds: float = Field(gt=0)
-    start_date: datetime | None = None
-    end_date: datetime | None = None
+    start_date: IsoDatetime | None = None
+    end_date: IsoDatetime | None = None
+
+    _reach = field_validator("start_date")(classmethod(lambda cls, v: v and check_within_reach(v)))
+
+    @model_validator(mode="after")
+    def _jitter_within_interval(self) -> IntervalSpec:
+        if self.jitter is not None and self.jitter > self.seconds:
+            raise ValueError(
+                f"jitter {self.jitter} s is longer than the interval ({_words(self.seconds)}): "
+                "runs would overtake each other"
+            )
+        return self
 
     def build(self) -> IntervalTrigger:
         return IntervalTrigger(
@@ -138,14 +164,14 @@ class DateSpec(_Spec):
     """Once, at a given moment."""
 
     type: Literal["date"] = "date"
-    run_at: datetime
+    run_at: IsoDatetime
 
     @field_validator("run_at")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("run_at needs a time zone offset, e.g. 2030-01-01T06:00:00Z")
-        return value
+        return check_within_reach(value)
 
     def build(self) -> DateTrigger:
         return DateTrigger(run_date=self.run_at, timezone=ZoneInfo(self.timezone))

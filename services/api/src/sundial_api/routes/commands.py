@@ -5,11 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from sundial_api.commanding import command_out
-from sundial_api.deps import BackendDep
+from sundial_api.deps import READ_RESPONSES, READERS_ONLY, BackendDep
 from sundial_api.errors import not_found
 from sundial_api.schemas import ERROR_RESPONSES, CommandOut, ErrorResponse
 
-router = APIRouter(prefix="/api/v1/commands", tags=["commands"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/commands",
+    tags=["commands"],
+    responses={**ERROR_RESPONSES, **READ_RESPONSES},
+    dependencies=READERS_ONLY,
+)
 
 
 @router.get(

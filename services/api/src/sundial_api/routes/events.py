@@ -5,10 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from sundial_api.deps import BackendDep
+from sundial_api.deps import READ_RESPONSES, READERS_ONLY, BackendDep
 from sundial_api.events import EventFeed, stream
 
-router = APIRouter(prefix="/api/v1/events", tags=["events"])
+router = APIRouter(
+    prefix="/api/v1/events", tags=["events"], responses=READ_RESPONSES, dependencies=READERS_ONLY
+)
 
 
 @router.get(

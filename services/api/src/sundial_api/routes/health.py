@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from sundial.backends import BackendError
 from sundial.constants import dead_after
-from sundial_api.deps import BackendDep, SettingsDep
+from sundial_api.deps import READ_RESPONSES, READERS_ONLY, BackendDep, SettingsDep
 from sundial_api.errors import error_response
 from sundial_api.schemas import ERROR_RESPONSES, Alive, ErrorResponse, HealthDetailed, Ready
 from sundial_api.views import health_report
@@ -39,7 +39,10 @@ def ready(backend: BackendDep) -> Ready | JSONResponse:
     "/detailed",
     summary="Backend, scheduler instances, job counts and next runs",
     description="Always 200 when the API answers; read `status` (healthy, degraded, "
-    "unhealthy) and `problems`.",
+    "unhealthy) and `problems`. Unlike `/health` and `/health/ready` it needs a reader's "
+    "token when the server sets SUNDIAL_API_READ_TOKEN.",
+    dependencies=READERS_ONLY,
+    responses=READ_RESPONSES,
 )
 def detailed(backend: BackendDep, settings: SettingsDep) -> HealthDetailed:
     return health_report(backend, dead_after(settings.leader_lease_seconds))

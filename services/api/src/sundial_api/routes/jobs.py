@@ -18,7 +18,18 @@ from sundial_api.commanding import (
     submit,
 )
 from sundial_api.cursors import decode_job_cursor, decode_run_cursor
-from sundial_api.deps import BackendDep, Cursor, Limit, OutcomeFilter, RequireToken, Since, Wait
+from sundial_api.deps import (
+    READ_RESPONSES,
+    READERS_ONLY,
+    BackendDep,
+    JobCursor,
+    Limit,
+    OutcomeFilter,
+    RequireToken,
+    RunCursorQuery,
+    Since,
+    Wait,
+)
 from sundial_api.errors import ApiError
 from sundial_api.schemas import (
     ERROR_RESPONSES,
@@ -69,13 +80,18 @@ async def _respond(
     return accepted(finished)
 
 
-@router.get("", summary="Jobs in the catalog, by id", responses={400: {"model": ErrorResponse}})
+@router.get(
+    "",
+    summary="Jobs in the catalog, by id",
+    responses={400: {"model": ErrorResponse}, **READ_RESPONSES},
+    dependencies=READERS_ONLY,
+)
 def list_jobs(
     backend: BackendDep,
     state: Annotated[JobState | None, Query()] = None,
     tag: Annotated[str | None, Query(description="only jobs with this tag")] = None,
     limit: Limit = 100,
-    cursor: Cursor = None,
+    cursor: JobCursor = None,
 ) -> JobPage:
     after = decode_job_cursor(cursor) if cursor else None
     return job_page(backend, state=state, tag=tag, after=after, limit=limit)
@@ -84,7 +100,8 @@ def list_jobs(
 @router.get(
     "/{job_id}",
     summary="One job: trigger, next run, last run and recent statistics",
-    responses={404: {"model": ErrorResponse}},
+    responses={404: {"model": ErrorResponse}, **READ_RESPONSES},
+    dependencies=READERS_ONLY,
 )
 def get_job(job_id: str, backend: BackendDep) -> JobDetail:
     return job_detail(backend, require_job(backend, job_id))
@@ -93,7 +110,8 @@ def get_job(job_id: str, backend: BackendDep) -> JobDetail:
 @router.get(
     "/{job_id}/runs",
     summary="A job's runs, newest first",
-    responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+    responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, **READ_RESPONSES},
+    dependencies=READERS_ONLY,
 )
 def list_job_runs(
     job_id: str,
@@ -101,7 +119,7 @@ def list_job_runs(
     outcome: OutcomeFilter = None,
     since: Since = None,
     limit: Limit = 100,
-    cursor: Cursor = None,
+    cursor: RunCursorQuery = None,
 ) -> RunPage:
     before = decode_run_cursor(cursor) if cursor else None
     require_job(backend, job_id)

@@ -7,12 +7,25 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from sundial_api.cursors import decode_run_cursor
-from sundial_api.deps import BackendDep, Cursor, Limit, OutcomeFilter, Since
+from sundial_api.deps import (
+    READ_RESPONSES,
+    READERS_ONLY,
+    BackendDep,
+    Limit,
+    OutcomeFilter,
+    RunCursorQuery,
+    Since,
+)
 from sundial_api.errors import not_found
 from sundial_api.schemas import ERROR_RESPONSES, ErrorResponse, RunOut, RunPage
 from sundial_api.views import run_out, run_page, since_utc
 
-router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/runs",
+    tags=["runs"],
+    responses={**ERROR_RESPONSES, **READ_RESPONSES},
+    dependencies=READERS_ONLY,
+)
 
 
 @router.get("", summary="Runs, newest first", responses={400: {"model": ErrorResponse}})
@@ -22,7 +35,7 @@ def list_runs(
     outcome: OutcomeFilter = None,
     since: Since = None,
     limit: Limit = 100,
-    cursor: Cursor = None,
+    cursor: RunCursorQuery = None,
 ) -> RunPage:
     return run_page(
         backend,

@@ -7,11 +7,16 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 
 from sundial.constants import dead_after
-from sundial_api.deps import BackendDep, SettingsDep
+from sundial_api.deps import READ_RESPONSES, READERS_ONLY, BackendDep, SettingsDep
 from sundial_api.schemas import ERROR_RESPONSES, SchedulerStatus
 from sundial_api.views import scheduler_status
 
-router = APIRouter(prefix="/api/v1/scheduler", tags=["scheduler"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/scheduler",
+    tags=["scheduler"],
+    responses={**ERROR_RESPONSES, **READ_RESPONSES},
+    dependencies=READERS_ONLY,
+)
 
 
 @router.get("", summary="Scheduler instances, the live leader and heartbeat ages")

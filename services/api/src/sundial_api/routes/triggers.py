@@ -8,9 +8,15 @@ from fastapi import APIRouter
 
 from sundial.triggers import expected_interval, in_words, upcoming
 from sundial_api.commanding import check_trigger
+from sundial_api.deps import READ_RESPONSES, READERS_ONLY
 from sundial_api.schemas import ERROR_RESPONSES, TriggerPreview, TriggerPreviewRequest
 
-router = APIRouter(prefix="/api/v1/triggers", tags=["triggers"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/triggers",
+    tags=["triggers"],
+    responses={**ERROR_RESPONSES, **READ_RESPONSES},
+    dependencies=READERS_ONLY,
+)
 
 
 @router.post(

@@ -52,6 +52,7 @@ from sundial_api.ui.session import (
     SessionCodec,
     access,
     csrf_valid,
+    may_read,
 )
 
 log = structlog.get_logger(__name__)
@@ -59,6 +60,9 @@ log = structlog.get_logger(__name__)
 #: how long an action waits for the leader before it answers "pending" (and polls on)
 COMMAND_WAIT_SECONDS = 5.0
 HOME = "/ui/jobs"
+LOGIN = "/ui/login"
+#: what a visitor reaches without a login even under read protection
+OPEN_PATHS = frozenset({LOGIN, "/ui/logout"})
 LIVE_PREFIX = "/ui/live"
 
 E = TypeVar("E", bound=StrEnum)
@@ -85,7 +89,7 @@ def _viewer(request: Request, session: Session, page_url: str) -> Viewer:
     return Viewer(
         access=access(session, settings),
         role=session.role,
-        logins=settings.api_token is not None,
+        logins=settings.api_token is not None or settings.api_read_token is not None,
         csrf=session.csrf,
         now=datetime.now(UTC),
         page_url=page_url,
@@ -146,13 +150,30 @@ def _problem(request: Request, status: int, message: str, banner: Banner | None 
     )
 
 
+def _refuse_reader(request: Request) -> Response:
+    """A visitor without a login, under read protection: the login page, or a 401 in place."""
+    if (
+        request.method == "GET"
+        and not _is_htmx(request)
+        and not request.url.path.startswith(LIVE_PREFIX)
+    ):
+        return RedirectResponse(
+            f"{LOGIN}?{urlencode({'next': _page_url(request)})}", status_code=303
+        )
+    return _problem(request, 401, "Reading needs a login on this server; log in and reload.")
+
+
 class UiRoute(APIRoute):
-    """Answers errors as HTML pages, where the API's routes answer JSON."""
+    """Answers errors as HTML pages, where the API's routes answer JSON, and keeps every
+    page but the login behind a login when read protection is on."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        public = self.path in OPEN_PATHS
 
         async def handle(request: Request) -> Response:
+            if not public and not may_read(_session(request), request.app.state.settings):
+                return _refuse_reader(request)
             try:
                 return await handler(request)
             except BackendError as error:
@@ -458,13 +479,15 @@ def login(
     if not csrf_valid(session, csrf):
         return _refuse_csrf(request)
     target = _local(next)
-    if settings.api_token is None:
+    if settings.api_token is None and settings.api_read_token is None:
         # the page says that logins are disabled, and why
         return _login_page(request, session, target, status=403)
     role = _codec(request).role_for(token)
     if role is None:
         log.warning("ui.login_refused", client=request.client.host if request.client else None)
-        return _login_page(request, session, target, status=401, error="That is not the API token.")
+        return _login_page(
+            request, session, target, status=401, error="That is not a token of this server."
+        )
     log.info("ui.login", role=role.value)
     response = RedirectResponse(target, status_code=303)
     _codec(request).write(request, response, _codec(request).logged_in(role))

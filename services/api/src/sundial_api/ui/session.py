@@ -1,13 +1,13 @@
 """The UI's session: who is logged in, and the CSRF token of their forms.
 
 A session is a signed cookie (itsdangerous), not a server-side record: any API process
-with the same token accepts it, and changing ``SUNDIAL_API_TOKEN`` ends every session,
+with the same tokens accepts it, and changing either token ends every session,
 because the signing key is derived from the tokens that can log in. Every visitor has a
 session, at first anonymous, so that even the login form carries a CSRF token.
 
-Roles: logging in with the API token gives :attr:`Role.OPERATOR`, which may change jobs.
-A read-only login (with ``SUNDIAL_API_READ_TOKEN``) becomes a second role here, decided
-in :meth:`SessionCodec.role_for` and refused changes by :func:`access`.
+Roles: logging in with the API token gives :attr:`Role.OPERATOR`, which may change jobs;
+logging in with ``SUNDIAL_API_READ_TOKEN`` gives :attr:`Role.READER`, which may read the
+pages (a must when read protection is on) and is offered no changes.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ _KEY_LABEL = b"sundial ui session key"
 
 class Role(StrEnum):
     OPERATOR = "operator"
+    READER = "reader"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class Access:
 
     may_change: bool
     reason: str | None
+    #: whether pages show the actions at all (a reader's login is offered none)
+    offers_changes: bool = True
 
 
 def access(session: Session, settings: Settings) -> Access:
@@ -64,9 +67,16 @@ def access(session: Session, settings: Settings) -> Access:
         return Access(
             False, "Changes are disabled: the API server has no SUNDIAL_API_TOKEN configured."
         )
+    if session.role is Role.READER:
+        return Access(False, "You are logged in to read: changes need the API token.", False)
     if session.role is not Role.OPERATOR:
         return Access(False, "Log in with the API token to pause, resume, run or remove jobs.")
     return Access(True, None)
+
+
+def may_read(session: Session, settings: Settings) -> bool:
+    """Whether the session may see pages: always, unless read protection is on."""
+    return not settings.reads_protected or session.role is not None
 
 
 class SessionCodec:
@@ -74,7 +84,7 @@ class SessionCodec:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        tokens = [token for token in (settings.api_token,) if token]
+        tokens = [token for token in (settings.api_token, settings.api_read_token) if token]
         # Without any token nobody can log in: a per-process key serves anonymous sessions.
         secret = "\0".join(tokens).encode() if tokens else secrets.token_bytes(32)
         key = hmac.new(secret, _KEY_LABEL, hashlib.sha256).digest()
@@ -82,9 +92,12 @@ class SessionCodec:
 
     def role_for(self, token: str) -> Role | None:
         """The role a login with ``token`` gets, or None if it is no token of ours."""
-        expected = self._settings.api_token
-        if expected is not None and token_matches(token, expected):
-            return Role.OPERATOR
+        for expected, role in (
+            (self._settings.api_token, Role.OPERATOR),
+            (self._settings.api_read_token, Role.READER),
+        ):
+            if expected is not None and token_matches(token, expected):
+                return role
         return None
 
     def read(self, request: Request) -> Session:

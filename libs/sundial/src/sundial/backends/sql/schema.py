@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
+from sundial.constants import MAX_ID_CHARS
+
 #: APScheduler's own job store table (pickled jobs; only the leader reads it)
 JOBSTORE_TABLE = "sundial_apscheduler_jobs"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -38,7 +40,7 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-_ID = sa.String(191)
+_ID = sa.String(MAX_ID_CHARS)
 _DOC = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 metadata = sa.MetaData()
 
