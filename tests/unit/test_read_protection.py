@@ -168,3 +168,8 @@ def test_an_operator_login_reads_and_is_offered_the_actions(client: TestClient) 
     page = client.get("/ui/jobs/daily_reports").text
     assert "Logged in: operator" in page
     assert 'id="do-pause-daily_reports"' in page
+
+
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/ui/login"])
+def test_the_documentation_and_the_login_page_stay_open(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 200

@@ -135,7 +135,7 @@ class Settings(BaseSettings):
             return None
         if value.lower() in PLACEHOLDER_TOKENS or len(value) < MIN_TOKEN_LENGTH:
             raise ValueError(
-                f"API token must be at least {MIN_TOKEN_LENGTH} characters and not a "
+                f"a token must be at least {MIN_TOKEN_LENGTH} characters and not a "
                 "placeholder; generate one with: python -c 'import secrets; "
                 "print(secrets.token_urlsafe(32))'"
             )
