@@ -633,15 +633,24 @@ def _walk(panels: Sequence[Panel]) -> Iterator[Panel]:
         yield from _walk(panel.get("panels", []))
 
 
-def panel_queries(model: Mapping[str, Any] | None = None) -> list[PanelQuery]:
-    """Every panel query of ``model`` (default: this dashboard), variables filled in."""
-    model = dashboard() if model is None else model
+def _reads_only_workers(expr: str, target: c.Target) -> bool:
+    others = (target.scheduler, target.api)
+    return f"{{{target.worker}" in expr and not any(f"{{{s}" in expr for s in others)
+
+
+def panel_queries(
+    model: Mapping[str, Any] | None = None, target: c.Target = c.DEFAULT_TARGET
+) -> list[PanelQuery]:
+    """Every panel query of ``model`` (default: this dashboard for ``target``), variables
+    filled in."""
+    model = dashboard(target) if model is None else model
     return [
         PanelQuery(
             panel["title"],
             substitute(t["expr"]),
             may_be_empty=panel["title"] in EMPTY_WHEN_HEALTHY,
-            needs_workers=panel["title"] in WORKER_PANELS,
+            # the Workers row, and a worker's own line in a panel of every process
+            needs_workers=panel["title"] in WORKER_PANELS or _reads_only_workers(t["expr"], target),
         )
         for panel in _walk(model["panels"])
         for t in panel.get("targets", [])

@@ -193,7 +193,11 @@ def test_panel_queries_fill_every_variable(model: dict[str, Any]) -> None:
     assert len(queries) == len(expressions)
     assert all("$" not in q.expr for q in queries)
     assert {q.title for q in queries if q.may_be_empty} == {"Oldest running", "Oldest queued"}
-    assert {q.title for q in queries if q.needs_workers} == generate.WORKER_PANELS
+    # the Workers row, and the workers' lines of the resource panels
+    assert {q.title for q in queries if q.needs_workers} == generate.WORKER_PANELS | {
+        "Memory against limit",
+        "CPU against limit",
+    }
 
 
 def test_run_panels_read_the_workers_series_too(model: dict[str, Any]) -> None:
