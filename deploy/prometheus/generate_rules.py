@@ -477,7 +477,8 @@ def job_group(t: Tuning, target: c.Target) -> Group:
                 description=(
                     "Job {{ $labels.job_id }} missed {{ $value | "
                     'printf "%.0f" }} run(s) in the last '
-                    "hour: they started later than misfire_grace_time after their scheduled time."
+                    "hour: they could not start, or no worker took them, within misfire_grace_time "
+                    "of their scheduled time."
                 ),
                 dashboard_query=JOB_DASHBOARD,
             ),
