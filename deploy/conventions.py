@@ -43,11 +43,12 @@ SCHEDULER = ScrapeJob(
     "sundial-scheduler", component="scheduler", memory_limit_bytes=512 * MIB, cpu_limit_cores=1.0
 )
 API = ScrapeJob("sundial-api", component="api", memory_limit_bytes=512 * MIB, cpu_limit_cores=1.0)
+# Workers (SUNDIAL_EXECUTOR=queue) export the run metrics of the runs they execute.
+WORKER = ScrapeJob(
+    "sundial-worker", component="worker", memory_limit_bytes=512 * MIB, cpu_limit_cores=1.0
+)
 #: The processes whose memory and CPU are watched against their limits.
-LIMITED = (SCHEDULER, API)
-# Workers export their own metrics on a scrape job of this name; the worker rules and
-# panels that select it arrive with the workers.
-WORKER_JOB = "sundial-worker"
+LIMITED = (SCHEDULER, API, WORKER)
 
 # The provisioned datasource (deploy/grafana/provisioning/datasources/prometheus.yml) and
 # the dashboard keep fixed uids, so alert links never need an import step. The dashboard's
@@ -85,7 +86,7 @@ class Target:
 
     scheduler: str = SCHEDULER.selector
     api: str = API.selector
-    worker: str = f'job="{WORKER_JOB}"'
+    worker: str = WORKER.selector
     runbook_url: str = RUNBOOK_URL
     grafana_url: str = GRAFANA_URL
 
@@ -102,9 +103,22 @@ class Target:
     def dashboard_url(self) -> str:
         return f"{self.grafana_url}/d/{DASHBOARD_UID}"
 
+    def ran(self, selection: Callable[[str], str]) -> str:
+        """``selection`` of the scheduler's series or the workers': whoever ran the runs
+        (the leader with the local executor, a worker with the queue executor).
+
+        The two differ in their ``job`` (or service) label, so ``or`` keeps both; wrap
+        the result in an aggregation ``by (job_id)``.
+        """
+        return " or ".join(selection(selector) for selector in (self.scheduler, self.worker))
+
     def limited(self) -> list[tuple[ScrapeJob, str]]:
         """Each process watched against its limits, with the selector of its series."""
-        by_component = {SCHEDULER.component: self.scheduler, API.component: self.api}
+        by_component = {
+            SCHEDULER.component: self.scheduler,
+            API.component: self.api,
+            WORKER.component: self.worker,
+        }
         return [(job, by_component[job.component]) for job in LIMITED]
 
 
@@ -128,7 +142,7 @@ def kubernetes_target(
     return Target(
         scheduler=f'namespace="{namespace}",service="{SCHEDULER.name}"',
         api=f'namespace="{namespace}",service="{API.name}"',
-        worker=f'namespace="{namespace}",service="{WORKER_JOB}"',
+        worker=f'namespace="{namespace}",service="{WORKER.name}"',
         runbook_url=runbook_url,
         grafana_url=grafana_url,
     )
@@ -211,3 +225,8 @@ API_LATENCY_P95_SECONDS = 1
 MAINTENANCE_JOB_ID = library.MAINTENANCE_JOB_ID
 MAINTENANCE_INTERVAL_HOURS = library.MAINTENANCE_INTERVAL_HOURS
 MAINTENANCE_STALE_SECONDS = 2 * MAINTENANCE_INTERVAL_HOURS * 3600
+# The leader records a queued run `missed` once it has waited past its misfire grace
+# (60 s unless the job says otherwise), so a queue's oldest run rarely waits longer: past
+# twice that, either the job allows a long grace and no worker of its queue is taking
+# runs, or no leader is sweeping the queue.
+QUEUED_TOO_LONG_SECONDS = 120

@@ -206,6 +206,7 @@ class FakeBackend(Backend):
         return counts
 
     def queued_by_queue(self) -> dict[str, QueueDepth]:
+        self._check("queued_by_queue")
         return history.queue_depths(self.runs.values())
 
     def claim_and_queue(

@@ -40,8 +40,22 @@ def make_run(
         finished_at=scheduled + timedelta(seconds=2) if final else None,
         duration_seconds=2.0 if final else None,
         outcome=outcome,
-        instance_id="sched-1",
-        **changes,
+        **({"instance_id": "sched-1"} | changes),
+    )
+
+
+def worker(
+    instance_id: str, *, age_seconds: float = 0.5, queues: tuple[str, ...] = ("default",)
+) -> Instance:
+    return Instance(
+        id=instance_id,
+        host="host-w",
+        pid=77,
+        role=InstanceRole.WORKER,
+        version="0.1.0",
+        started_at=NOW - timedelta(hours=1),
+        last_seen=datetime.now(UTC) - timedelta(seconds=age_seconds),
+        queues=list(queues),
     )
 
 

@@ -18,7 +18,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,16 +38,23 @@ RATE = "$__rate_interval"
 # rate window Grafana would pick for a 15 s scrape interval.
 VARIABLE_VALUES: Mapping[str, str] = {"job_id": ".*", "__rate_interval": "1m"}
 
-# Panels whose queries are empty when all is well (nothing is running right now).
-EMPTY_WHEN_HEALTHY = frozenset({"Oldest running"})
+# Panels whose queries are empty when all is well (nothing is running, or waiting, now).
+EMPTY_WHEN_HEALTHY = frozenset({"Oldest running", "Oldest queued"})
+# The Workers row reads series that exist only with the queue executor.
+WORKER_PANELS = frozenset(
+    {"Live workers", "Queued runs", "Oldest queued", "Dispatch lag", "Runs in progress by worker"}
+)
 
 Panel = dict[str, Any]
+Queries = list[tuple[str, str]]
 
 
 class PanelQuery(NamedTuple):
     title: str
     expr: str
     may_be_empty: bool
+    #: empty unless runs execute on workers (SUNDIAL_EXECUTOR=queue)
+    needs_workers: bool
 
 
 def target(expr: str, ref: str, legend: str = "", *, table: bool = False) -> dict[str, Any]:
@@ -140,8 +147,12 @@ def _override(name: str, **props: Any) -> dict[str, Any]:
     }
 
 
-def jobs_table_columns(scheduler: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """The jobs table's columns after Job, Name, Trigger and Critical: title, query, style."""
+def jobs_table_columns(target: c.Target) -> list[tuple[str, str, dict[str, Any]]]:
+    """The jobs table's columns after Job, Name, Trigger and Critical: title, query, style.
+
+    Run columns read whoever ran the runs: the leader, or the workers.
+    """
+    scheduler, ran = target.scheduler, target.ran
     return [
         (
             "State",
@@ -156,18 +167,19 @@ def jobs_table_columns(scheduler: str) -> list[tuple[str, str, dict[str, Any]]]:
         ),
         (
             "Last success",
-            "1000 * max by (job_id) "
-            f"(sundial_job_last_success_timestamp_seconds{{{scheduler},{JOB}}} > 0)",
+            "1000 * max by (job_id) ("
+            + ran(lambda s: f"sundial_job_last_success_timestamp_seconds{{{s},{JOB}}} > 0")
+            + ")",
             {"unit": "dateTimeFromNow"},
         ),
         (
             "Last outcome",
             "sgn(\n"
-            "  max by (job_id) "
-            f"(sundial_job_last_success_timestamp_seconds{{{scheduler},{JOB}}})\n"
-            "  - max by (job_id) "
-            f"(sundial_job_last_failure_timestamp_seconds{{{scheduler},{JOB}}})\n"
-            ")",
+            "  max by (job_id) ("
+            + ran(lambda s: f"sundial_job_last_success_timestamp_seconds{{{s},{JOB}}}")
+            + ")\n  - max by (job_id) ("
+            + ran(lambda s: f"sundial_job_last_failure_timestamp_seconds{{{s},{JOB}}}")
+            + ")\n)",
             {
                 "mappings": _value_map(
                     {
@@ -180,16 +192,22 @@ def jobs_table_columns(scheduler: str) -> list[tuple[str, str, dict[str, Any]]]:
         ),
         (
             "Mean duration 24h",
-            "sum by (job_id) "
-            f"(increase(sundial_job_duration_seconds_sum{{{scheduler},{JOB}}}[1d]))\n"
-            "/ sum by (job_id) "
-            f"(increase(sundial_job_duration_seconds_count{{{scheduler},{JOB}}}[1d]))",
+            "sum by (job_id) ("
+            + ran(lambda s: f"increase(sundial_job_duration_seconds_sum{{{s},{JOB}}}[1d])")
+            + ")\n/ sum by (job_id) ("
+            + ran(lambda s: f"increase(sundial_job_duration_seconds_count{{{s},{JOB}}}[1d])")
+            + ")",
             {"unit": "s"},
         ),
         (
             "Failures 24h",
-            "round(sum by (job_id) (increase(sundial_job_runs_total"
-            f'{{{scheduler},{JOB},outcome=~"failure|timeout"}}[1d])))',
+            "round(sum by (job_id) ("
+            + ran(
+                lambda s: (
+                    f'increase(sundial_job_runs_total{{{s},{JOB},outcome=~"failure|timeout"}}[1d])'
+                )
+            )
+            + "))",
             {
                 "color": {"mode": "thresholds"},
                 "custom.cellOptions": {"type": "color-text"},
@@ -198,8 +216,9 @@ def jobs_table_columns(scheduler: str) -> list[tuple[str, str, dict[str, Any]]]:
         ),
         (
             "Missed 24h",
-            "round(sum by (job_id) (increase(sundial_job_runs_total"
-            f'{{{scheduler},{JOB},outcome="missed"}}[1d])))',
+            "round(sum by (job_id) ("
+            + ran(lambda s: f'increase(sundial_job_runs_total{{{s},{JOB},outcome="missed"}}[1d])')
+            + "))",
             {
                 "color": {"mode": "thresholds"},
                 "custom.cellOptions": {"type": "color-text"},
@@ -209,13 +228,16 @@ def jobs_table_columns(scheduler: str) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
-def jobs_table(scheduler: str) -> Panel:
+def jobs_table(selectors: c.Target) -> Panel:
     """One row per job: instant queries merged on job_id, then renamed."""
-    info = f"max by (job_id, name, trigger, critical) (sundial_job_info{{{scheduler},{JOB}}})"
+    info = (
+        "max by (job_id, name, trigger, critical) "
+        f"(sundial_job_info{{{selectors.scheduler},{JOB}}})"
+    )
     targets = [target(info, "INFO", table=True)]
     renames = {"job_id": "Job", "name": "Name", "trigger": "Trigger", "critical": "Critical"}
     overrides = []
-    for i, (column, expr, props) in enumerate(jobs_table_columns(scheduler)):
+    for i, (column, expr, props) in enumerate(jobs_table_columns(selectors)):
         ref = chr(ord("A") + i)
         targets.append(target(expr, ref, table=True))
         renames[f"Value #{ref}"] = column
@@ -241,12 +263,17 @@ def jobs_table(scheduler: str) -> Panel:
     }
 
 
-def quantiles(metric: str, by: str, selector: str) -> list[tuple[str, str]]:
+def quantiles(metric: str, by: str, select: Callable[[Callable[[str], str]], str]) -> Queries:
+    """p50, p95 and p99 of a histogram ``by`` a label; ``select`` picks the series to sum
+    from a selection of one process's series (``Target.ran``, or a single selector)."""
+    group = f"{by}, le" if by else "le"
+    legend = f"{{{{{by}}}}} " if by else ""
     return [
         (
-            f"histogram_quantile({q},\n"
-            f"  sum by ({by}, le) (rate({metric}_bucket{{{selector}}}[{RATE}])))",
-            f"{{{{{by}}}}} p{round(q * 100)}",
+            f"histogram_quantile({q},\n  sum by ({group}) ("
+            + select(lambda s: f"rate({metric}_bucket{{{s},{JOB}}}[{RATE}])")
+            + "))",
+            f"{legend}p{round(q * 100)}",
         )
         for q in (0.5, 0.95, 0.99)
     ]
@@ -304,17 +331,18 @@ def health_row(target: c.Target) -> list[Panel]:
 
 
 def runs_rows(target: c.Target) -> list[Panel]:
-    scheduler = target.scheduler
+    ran = target.ran
     return [
         row("Jobs"),
-        jobs_table(scheduler),
+        jobs_table(target),
         row("Runs"),
         timeseries(
             "Runs by outcome",
             [
                 (
-                    "60 * sum by (outcome) "
-                    f"(rate(sundial_job_runs_total{{{scheduler},{JOB}}}[{RATE}]))",
+                    "60 * sum by (outcome) ("
+                    + ran(lambda s: f"rate(sundial_job_runs_total{{{s},{JOB}}}[{RATE}])")
+                    + ")",
                     "{{outcome}}",
                 )
             ],
@@ -324,18 +352,25 @@ def runs_rows(target: c.Target) -> list[Panel]:
         ),
         timeseries(
             "Duration p50 / p95 / p99 by job",
-            quantiles("sundial_job_duration_seconds", "job_id", f"{scheduler},{JOB}"),
+            quantiles("sundial_job_duration_seconds", "job_id", ran),
             unit="s",
         ),
         timeseries(
             "Start lag p50 / p95 / p99 by job",
-            quantiles("sundial_job_lag_seconds", "job_id", f"{scheduler},{JOB}"),
+            quantiles("sundial_job_lag_seconds", "job_id", ran),
             unit="s",
-            description="Actual start minus scheduled time.",
+            description="Actual start minus scheduled time (on a worker: the dispatch lag).",
         ),
         timeseries(
             "Running now",
-            [(f"max by (job_id) (sundial_job_running{{{scheduler},{JOB}}})", "{{job_id}}")],
+            [
+                (
+                    "sum by (job_id) ("
+                    + ran(lambda s: f"max by (job_id) (sundial_job_running{{{s},{JOB}}})")
+                    + ")",
+                    "{{job_id}}",
+                )
+            ],
             stack=True,
         ),
         timeseries(
@@ -353,6 +388,55 @@ def runs_rows(target: c.Target) -> list[Panel]:
                 "How long each running job's oldest run has been going, against the "
                 "SundialJobTooLong threshold. Empty when nothing runs."
             ),
+        ),
+    ]
+
+
+def workers_row(target: c.Target) -> list[Panel]:
+    """The queue executor: workers alive, runs waiting for them, and how late they start."""
+    api, worker = target.api, target.worker
+    return [
+        row("Workers"),
+        stat(
+            "Live workers",
+            [(f"max(sundial_catalog_workers{{{api}}})", "live")],
+            thresholds=_thresholds(("red", None), ("orange", 1), ("green", 2)),
+            description=(
+                "Workers whose heartbeat is recent, per the API; SundialNoWorker fires at 0. "
+                "Empty with the local executor."
+            ),
+        ),
+        timeseries(
+            "Queued runs",
+            [(f"max by (queue) (sundial_catalog_queued_runs{{{api}}})", "{{queue}}")],
+            stack=True,
+            description="Runs waiting for a worker, by workers' queue.",
+        ),
+        timeseries(
+            "Oldest queued",
+            [
+                (
+                    f"max by (queue) (sundial_catalog_oldest_queued_run_age_seconds{{{api}}})",
+                    "{{queue}}",
+                )
+            ],
+            unit="s",
+            description=(
+                "How long the run waiting longest in each queue has waited; "
+                f"SundialRunsQueuedTooLong fires past {c.QUEUED_TOO_LONG_SECONDS} s. "
+                "Empty when nothing waits."
+            ),
+        ),
+        timeseries(
+            "Dispatch lag",
+            quantiles("sundial_job_lag_seconds", "", lambda select: select(worker)),
+            unit="s",
+            description="When a worker started the run minus its scheduled time, every job.",
+        ),
+        timeseries(
+            "Runs in progress by worker",
+            [(f"sundial_worker_runs_in_progress{{{worker}}}", "{{instance}}")],
+            stack=True,
         ),
     ]
 
@@ -472,13 +556,19 @@ def _layout(panels: list[Panel]) -> list[Panel]:
 def dashboard(target: c.Target = c.DEFAULT_TARGET) -> dict[str, Any]:
     """The dashboard JSON model, selecting Sundial's series as ``target`` says."""
     panels = _layout(
-        [*health_row(target), *runs_rows(target), *api_row(target), *resources_row(target)]
+        [
+            *health_row(target),
+            *runs_rows(target),
+            *workers_row(target),
+            *api_row(target),
+            *resources_row(target),
+        ]
     )
     jobs = f"label_values(sundial_job_info{{{target.scheduler}}}, job_id)"
     return {
         "uid": c.DASHBOARD_UID,
         "title": TITLE,
-        "description": "Sundial scheduler health, jobs, runs, API and resources.",
+        "description": "Sundial scheduler health, jobs, runs, workers, API and resources.",
         "tags": ["sundial"],
         "timezone": "utc",
         "editable": False,
@@ -543,11 +633,25 @@ def _walk(panels: Sequence[Panel]) -> Iterator[Panel]:
         yield from _walk(panel.get("panels", []))
 
 
-def panel_queries(model: Mapping[str, Any] | None = None) -> list[PanelQuery]:
-    """Every panel query of ``model`` (default: this dashboard), variables filled in."""
-    model = dashboard() if model is None else model
+def _reads_only_workers(expr: str, target: c.Target) -> bool:
+    others = (target.scheduler, target.api)
+    return f"{{{target.worker}" in expr and not any(f"{{{s}" in expr for s in others)
+
+
+def panel_queries(
+    model: Mapping[str, Any] | None = None, target: c.Target = c.DEFAULT_TARGET
+) -> list[PanelQuery]:
+    """Every panel query of ``model`` (default: this dashboard for ``target``), variables
+    filled in."""
+    model = dashboard(target) if model is None else model
     return [
-        PanelQuery(panel["title"], substitute(t["expr"]), panel["title"] in EMPTY_WHEN_HEALTHY)
+        PanelQuery(
+            panel["title"],
+            substitute(t["expr"]),
+            may_be_empty=panel["title"] in EMPTY_WHEN_HEALTHY,
+            # the Workers row, and a worker's own line in a panel of every process
+            needs_workers=panel["title"] in WORKER_PANELS or _reads_only_workers(t["expr"], target),
+        )
         for panel in _walk(model["panels"])
         for t in panel.get("targets", [])
     ]

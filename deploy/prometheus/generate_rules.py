@@ -9,6 +9,9 @@ Conventions (explained for operators in docs/metrics.md):
 - the Prometheus ``job`` label names the scrape job; Sundial's own label is ``job_id``;
 - per-job metrics come from the current leader only, so job expressions aggregate
   ``by (job_id)`` and survive a fail-over (the ``instance`` label changes);
+- run metrics come from the process that ran the run: the leader with the local
+  executor, a worker with the queue executor, so run expressions read both
+  (``Target.ran``) and aggregate them ``by (job_id)``;
 - job alerts whose urgency depends on the job are emitted twice under one name:
   ``severity: critical`` for jobs declared ``critical=True``, ``warning`` otherwise;
 - every alert has summary, description, runbook_url and dashboard_url annotations.
@@ -134,7 +137,6 @@ def _limit_series(limits: Iterable[tuple[c.ScrapeJob, float]]) -> str:
 
 def recording_group(t: Tuning, target: c.Target) -> Group:
     """Recording rules shared by alerts and the dashboard."""
-    scheduler = target.scheduler
     return Group(
         name="sundial-recording",
         interval=t.recording_interval,
@@ -143,9 +145,9 @@ def recording_group(t: Tuning, target: c.Target) -> Group:
                 record="sundial_job:duration_seconds:p95_1d",
                 expr=(
                     "histogram_quantile(0.95,\n"
-                    "  sum by (job_id, le) "
-                    f"(rate(sundial_job_duration_seconds_bucket{{{scheduler}}}[1d]))\n"
-                    ") > 0"
+                    "  sum by (job_id, le) ("
+                    + target.ran(lambda s: f"rate(sundial_job_duration_seconds_bucket{{{s}}}[1d])")
+                    + ")\n) > 0"
                 ),
                 comment="Usual duration; `> 0` drops the NaN of jobs that did not run in the day.",
             ),
@@ -277,9 +279,14 @@ def scheduler_group(t: Tuning, target: c.Target) -> Group:
             Alert(
                 alert="SundialRunHistoryNotPruned",
                 expr=(
-                    "time() - max by (job_id) (sundial_job_last_success_timestamp_seconds"
-                    f'{{{scheduler},job_id="{c.MAINTENANCE_JOB_ID}"}} > 0)\n'
-                    f"> {c.MAINTENANCE_STALE_SECONDS}"
+                    "time() - max by (job_id) ("
+                    + target.ran(
+                        lambda s: (
+                            "sundial_job_last_success_timestamp_seconds"
+                            f'{{{s},job_id="{c.MAINTENANCE_JOB_ID}"}} > 0'
+                        )
+                    )
+                    + f")\n> {c.MAINTENANCE_STALE_SECONDS}"
                 ),
                 for_="15m",
                 severity="warning",
@@ -329,8 +336,11 @@ def job_group(t: Tuning, target: c.Target) -> Group:
             Record(
                 record="sundial_job:running_for_seconds",
                 expr=(
-                    "time() - max by (job_id) "
-                    f"(sundial_job_running_since_timestamp_seconds{{{scheduler}}} > 0)"
+                    "time() - max by (job_id) ("
+                    + target.ran(
+                        lambda s: f"sundial_job_running_since_timestamp_seconds{{{s}}} > 0"
+                    )
+                    + ")"
                 ),
                 comment=(
                     "How long the oldest running instance of each running job has been running."
@@ -340,8 +350,14 @@ def job_group(t: Tuning, target: c.Target) -> Group:
                 Alert(
                     alert="SundialJobFailed",
                     expr=(
-                        "sum by (job_id) (increase(sundial_job_runs_total"
-                        f'{{{scheduler},outcome=~"failure|timeout"}}[15m])) > 0'
+                        "sum by (job_id) ("
+                        + target.ran(
+                            lambda s: (
+                                "increase(sundial_job_runs_total"
+                                f'{{{s},outcome=~"failure|timeout"}}[15m])'
+                            )
+                        )
+                        + ") > 0"
                     ),
                     severity="",
                     summary="Sundial job {{ $labels.job_id }} failed",
@@ -401,8 +417,11 @@ def job_group(t: Tuning, target: c.Target) -> Group:
                 Alert(
                     alert="SundialJobNotSucceededRecently",
                     expr=(
-                        "(time() - max by (job_id) "
-                        f"(sundial_job_last_success_timestamp_seconds{{{scheduler}}} > 0))\n"
+                        "(time() - max by (job_id) ("
+                        + target.ran(
+                            lambda s: f"sundial_job_last_success_timestamp_seconds{{{s}}} > 0"
+                        )
+                        + "))\n"
                         "> on (job_id) 2 * max by (job_id) "
                         f"(sundial_job_expected_interval_seconds{{{scheduler}}} > 0)\n"
                         "and on (job_id) max by (job_id) "
@@ -447,23 +466,30 @@ def job_group(t: Tuning, target: c.Target) -> Group:
             Alert(
                 alert="SundialJobMissedRuns",
                 expr=(
-                    "sum by (job_id) (increase(sundial_job_runs_total"
-                    f'{{{scheduler},outcome="missed"}}[1h])) > 0'
+                    "sum by (job_id) ("
+                    + target.ran(
+                        lambda s: f'increase(sundial_job_runs_total{{{s},outcome="missed"}}[1h])'
+                    )
+                    + ") > 0"
                 ),
                 severity="warning",
                 summary="Sundial job {{ $labels.job_id }} missed runs",
                 description=(
                     "Job {{ $labels.job_id }} missed {{ $value | "
                     'printf "%.0f" }} run(s) in the last '
-                    "hour: they started later than misfire_grace_time after their scheduled time."
+                    "hour: they could not start, or no worker took them, within misfire_grace_time "
+                    "of their scheduled time."
                 ),
                 dashboard_query=JOB_DASHBOARD,
             ),
             Alert(
                 alert="SundialJobSkippedOverlap",
                 expr=(
-                    "sum by (job_id) (increase(sundial_job_runs_total"
-                    f'{{{scheduler},outcome="skipped"}}[1h])) > 0'
+                    "sum by (job_id) ("
+                    + target.ran(
+                        lambda s: f'increase(sundial_job_runs_total{{{s},outcome="skipped"}}[1h])'
+                    )
+                    + ") > 0"
                 ),
                 severity="warning",
                 summary="Sundial job {{ $labels.job_id }} skipped runs",
@@ -478,9 +504,9 @@ def job_group(t: Tuning, target: c.Target) -> Group:
                 alert="SundialJobLagHigh",
                 expr=(
                     "histogram_quantile(0.95,\n"
-                    "  sum by (job_id, le) "
-                    f"(rate(sundial_job_lag_seconds_bucket{{{scheduler}}}[30m]))\n"
-                    f") > {c.LAG_P95_SECONDS}"
+                    "  sum by (job_id, le) ("
+                    + target.ran(lambda s: f"rate(sundial_job_lag_seconds_bucket{{{s}}}[30m])")
+                    + f")\n) > {c.LAG_P95_SECONDS}"
                 ),
                 for_="5m",
                 severity="warning",
@@ -497,6 +523,72 @@ def job_group(t: Tuning, target: c.Target) -> Group:
                     "the worker pool is saturated or the scheduler is starved."
                 ),
                 dashboard_query=JOB_DASHBOARD,
+            ),
+        ],
+    )
+
+
+def worker_group(target: c.Target) -> Group:
+    """The queue executor's alerts: workers alive, reachable, and taking the queued runs.
+
+    They read series that exist only with the queue executor (the API exports worker
+    gauges only then, workers only run then), so a deployment on the local executor never
+    sees them fire.
+    """
+    worker, api = target.worker, target.api
+    return Group(
+        name="sundial-workers",
+        rules=[
+            Alert(
+                alert="SundialNoWorker",
+                expr=f"max(sundial_catalog_workers{{{api}}}) == 0",
+                for_="1m",
+                severity="critical",
+                summary="No Sundial worker is alive",
+                description=(
+                    "The scheduler hands every run to workers (SUNDIAL_EXECUTOR=queue), and no "
+                    "worker has written a heartbeat to the backend for a minute: runs wait in "
+                    "their queues and are recorded missed once their grace has passed."
+                ),
+                comment="From the backend's heartbeats, as the API reads them.",
+            ),
+            Alert(
+                alert="SundialWorkerDown",
+                expr=f"up{{{worker}}} == 0",
+                for_="5m",
+                severity="warning",
+                summary="Sundial worker {{ $labels.instance }} is down",
+                description=(
+                    "Prometheus has not reached worker {{ $labels.instance }} for 5 minutes. "
+                    "Its runs were interrupted and retried where their job allows; the other "
+                    "workers of its queues take the new runs."
+                ),
+                comment=(
+                    "A replica that compose's DNS or Kubernetes still lists; when none is left, "
+                    "SundialNoWorker pages."
+                ),
+            ),
+            Alert(
+                alert="SundialRunsQueuedTooLong",
+                expr=(
+                    "max by (queue) "
+                    f"(sundial_catalog_oldest_queued_run_age_seconds{{{api}}}) "
+                    f"> {c.QUEUED_TOO_LONG_SECONDS}"
+                ),
+                for_="2m",
+                severity="warning",
+                summary="Runs wait in Sundial queue {{ $labels.queue }}",
+                description=(
+                    "The oldest run in queue {{ $labels.queue }} has waited "
+                    "{{ $value | humanizeDuration }} for a worker, past its grace: no live "
+                    "worker takes runs from this queue (SUNDIAL_WORKER_QUEUES), its workers "
+                    "are all busy, or no leader records the runs nobody took as missed."
+                ),
+                comment=(
+                    f"Past {_duration(c.QUEUED_TOO_LONG_SECONDS)}, twice the default misfire "
+                    "grace: the leader records runs missed at their grace, so only a long grace "
+                    "or a leader that does not sweep lets a run wait this long."
+                ),
             ),
         ],
     )
@@ -579,6 +671,7 @@ def build_groups(tuning: Tuning = PRODUCTION, target: c.Target = c.DEFAULT_TARGE
         recording_group(tuning, target),
         scheduler_group(tuning, target),
         job_group(tuning, target),
+        worker_group(target),
         api_group(target),
         META_ALERTS,
     ]

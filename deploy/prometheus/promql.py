@@ -27,29 +27,33 @@ PROCESS_METRICS = frozenset(
         "process_start_time_seconds",
     }
 )
+# What the scheduler and every worker export alike: a worker's run metrics are those of
+# the runs it executes, the scheduler's those of the runs it executes itself.
+_RUNNER_METRICS = PROCESS_METRICS | {
+    "sundial_build_info",
+    "sundial_scheduler_leader",
+    "sundial_scheduler_heartbeat_timestamp_seconds",
+    "sundial_backend_up",
+    "sundial_backend_errors_total",
+    "sundial_jobs",
+    "sundial_job_info",
+    "sundial_job_next_run_timestamp_seconds",
+    "sundial_job_runs_total",
+    "sundial_job_duration_seconds",
+    "sundial_job_lag_seconds",
+    "sundial_job_running",
+    "sundial_job_running_since_timestamp_seconds",
+    "sundial_job_last_success_timestamp_seconds",
+    "sundial_job_last_failure_timestamp_seconds",
+    "sundial_job_expected_interval_seconds",
+    "sundial_job_timeout_seconds",
+}
 #: Metric families (as ``# TYPE`` lines name them) by the scrape job that exports them.
 EXPORTED: Mapping[str, frozenset[str]] = {
     # The scheduler, on :9100/metrics.
-    c.SCHEDULER.name: PROCESS_METRICS
-    | {
-        "sundial_build_info",
-        "sundial_scheduler_leader",
-        "sundial_scheduler_heartbeat_timestamp_seconds",
-        "sundial_backend_up",
-        "sundial_backend_errors_total",
-        "sundial_jobs",
-        "sundial_job_info",
-        "sundial_job_next_run_timestamp_seconds",
-        "sundial_job_runs_total",
-        "sundial_job_duration_seconds",
-        "sundial_job_lag_seconds",
-        "sundial_job_running",
-        "sundial_job_running_since_timestamp_seconds",
-        "sundial_job_last_success_timestamp_seconds",
-        "sundial_job_last_failure_timestamp_seconds",
-        "sundial_job_expected_interval_seconds",
-        "sundial_job_timeout_seconds",
-    },
+    c.SCHEDULER.name: _RUNNER_METRICS,
+    # Each worker, on :9101/metrics.
+    c.WORKER.name: _RUNNER_METRICS | {"sundial_worker_runs_in_progress"},
     # The API, on :8000/metrics; catalog gauges are read from the backend.
     c.API.name: PROCESS_METRICS
     | {
@@ -61,6 +65,9 @@ EXPORTED: Mapping[str, frozenset[str]] = {
         "sundial_catalog_job_overdue_after_seconds",
         "sundial_catalog_scheduler_heartbeat_age_seconds",
         "sundial_catalog_backend_up",
+        "sundial_catalog_workers",
+        "sundial_catalog_queued_runs",
+        "sundial_catalog_oldest_queued_run_age_seconds",
     },
 }
 HISTOGRAMS = frozenset(

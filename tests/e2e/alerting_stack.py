@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TypeVar
@@ -165,8 +165,8 @@ def scheduler_service(
     return Service("scheduler", [sys.executable, "-m", "sundial_scheduler"], env, log_dir)
 
 
-def api_service(backend_url: str, port: int, log_dir: Path) -> Service:
-    env = sundial_env(backend_url=backend_url, log_format="json")
+def api_service(backend_url: str, port: int, log_dir: Path, *, executor: str = "local") -> Service:
+    env = sundial_env(backend_url=backend_url, log_format="json", executor=executor)
     argv = [str(BIN / "sundial-api"), "--host", "127.0.0.1", "--port", str(port)]
     return Service("api", argv, env, log_dir)
 
@@ -189,12 +189,15 @@ def prometheus_config(
     alertmanager: str,
     rule_file: Path,
     interval: str = "1s",
+    absent: Collection[str] = (),
 ) -> str:
-    """The committed config's scrape jobs, on loopback ``targets`` (job name -> host:port).
+    """The committed config's scrape jobs, on loopback ``targets`` (job name -> host:port),
+    but for the ``absent`` ones (a stack without workers scrapes none).
 
     JSON is YAML, so no YAML library is needed.
     """
-    assert sorted(targets) == sorted(scrape_job_names()), "scrape jobs differ from deploy/"
+    expected = sorted(set(scrape_job_names()) - set(absent))
+    assert sorted(targets) == expected, "scrape jobs differ from deploy/"
     config = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": [str(rule_file)],

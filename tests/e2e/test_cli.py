@@ -119,13 +119,14 @@ class FakeLeader:
             version="0.1.0",
             started_at=datetime.now(UTC),
         )
+        #: other instances it keeps alive, as if they heartbeat themselves
+        self.others: list[Instance] = []
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
         while not self.stop.is_set():
-            self.backend.heartbeat(
-                self.instance.model_copy(update={"last_seen": datetime.now(UTC)})
-            )
+            for instance in [self.instance, *self.others]:
+                self.backend.heartbeat(instance.model_copy(update={"last_seen": datetime.now(UTC)}))
             for command in self.backend.pending_commands():
                 if command.job_id == IGNORED_JOB:
                     continue
@@ -342,6 +343,42 @@ def test_runs_list(stack: Stack) -> None:
     assert "1 run(s)" in result.stdout
     runs = json.loads(sundial(stack, "runs", "list", "--outcome", "success", "--json").stdout)
     assert [run["job_id"] for run in runs] == ["daily_reports"]
+
+
+def test_workers_list(stack: Stack) -> None:
+    now = datetime.now(UTC)
+    worker = Instance(
+        id="worker-e2e",
+        host="box-7",
+        pid=4711,
+        role=InstanceRole.WORKER,
+        version="0.1.0",
+        started_at=now,
+        queues=["default", "heavy"],
+    )
+    stack.backend.heartbeat(worker)
+    stack.leader.others.append(worker)
+    running = Run(job_id="daily_reports", scheduled_time=now, started_at=now)
+    running = running.model_copy(update={"instance_id": "worker-e2e"})
+    stack.backend.save_runs([running])
+
+    result = sundial(stack, "workers", "list")
+
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if "worker-e2e" in line]
+    for shown in (
+        "box-7",
+        "4711",
+        "default, heavy",
+        "alive",
+        f"daily_reports ({running.run_id[:8]})",
+    ):
+        assert shown in line, line
+    assert "1 live of 1 worker(s)" in result.stdout
+    answer = json.loads(sundial(stack, "workers", "list", "--json").stdout)
+    assert [listed["id"] for listed in answer["workers"]] == ["worker-e2e"]
+    stack.backend.save_runs([running.finish(Outcome.SUCCESS)])
+    stack.leader.others.clear()
 
 
 def test_health_check_fails_without_a_live_leader(stack: Stack) -> None:

@@ -47,7 +47,8 @@ def services(
         database = cleanup.enter_context(fresh_database(postgres_server_url, "sundial_lint"))
         cleanup.callback(_stop, started)
         scheduler = scheduler_service(database, scheduler_port, logs)
-        api = api_service(database, api_port, logs)
+        # With the queue executor, so that the worker gauges are exported too.
+        api = api_service(database, api_port, logs, executor="queue")
         started.append(scheduler.start())
         scheduler_url = f"http://127.0.0.1:{scheduler_port}"
         wait_for("the scheduler to be ready", lambda: answers(f"{scheduler_url}/readyz"))

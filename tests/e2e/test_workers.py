@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,14 +22,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from deploy_modules import load_deploy_module
 from failover import E2E_DIR, WORKER, Cluster, all_runs
+from monitoring_tools import command
 from timing import within
 
 from sundial.backends import Backend, open_backend
 from sundial.models import Outcome, Run
 
 pytestmark = pytest.mark.e2e
+
+conventions = load_deploy_module("conventions", "conventions.py")
+promql = load_deploy_module("promql", "prometheus/promql.py")
 
 LEASE_SECONDS = 3
 #: generous: the machine running the suite may be busy
@@ -139,6 +146,30 @@ def test_runs_execute_on_the_workers_spread_across_them(stack_for: Any) -> None:
     starts = [n for job in range(4) for n in stack.starts(f"quick{job}")]
     assert starts and {n["pid"] for n in starts} <= worker_pids
     assert max(by_attempt(starts).values()) == 1
+
+    # Each worker exports the run metrics of the runs it executed, lint-clean, with every
+    # family the alert rules and the dashboard read from the workers.
+    succeeded = 0.0
+    for replica in stack.workers.every:
+        text = httpx.get(f"http://127.0.0.1:{replica.port}/metrics", timeout=10).text
+        lint = subprocess.run(
+            [*command("promtool"), "check", "metrics"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout + lint.stderr
+        declared = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+        missing = promql.EXPORTED[conventions.WORKER.name] - declared
+        assert not missing, f"metrics a worker does not export: {sorted(missing)}"
+        succeeded += sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("sundial_job_runs_total{") and 'outcome="success"' in line
+        )
+    assert succeeded >= 1
 
 
 def test_a_worker_killed_mid_run_is_interrupted_and_retried_on_the_other(

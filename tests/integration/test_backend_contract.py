@@ -682,6 +682,15 @@ def test_heartbeats_record_role_and_last_seen(backend: Backend, other: Backend) 
     assert [i.id for i in backend.list_instances()] == ["sched-1"]
 
 
+def test_a_workers_heartbeat_records_its_queues(backend: Backend, other: Backend) -> None:
+    worker = instance("worker-1", InstanceRole.WORKER)
+    other.heartbeat(worker.model_copy(update={"queues": ["default", "heavy"]}))
+    backend.heartbeat(instance("sched-1", InstanceRole.LEADER))
+    seen = {i.id: i for i in backend.list_instances()}
+    assert seen["worker-1"].queues == ["default", "heavy"]
+    assert seen["sched-1"].queues == []
+
+
 # commands -----------------------------------------------------------------------------
 def test_commands_are_pending_oldest_first_and_finish_once(backend: Backend) -> None:
     first = Command(

@@ -20,13 +20,11 @@ Marked ``smoke``; not part of ``make test``. Run it with ``make smoke``.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -36,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from deploy_modules import load_deploy_module
 
 pytestmark = [pytest.mark.smoke, pytest.mark.timeout(900)]
 
@@ -123,17 +122,19 @@ def eventually(probe: Callable[[], T | None], *, timeout: float, what: str) -> T
     pytest.fail(f"not seen within {timeout:.0f}s: {what} (last error: {last_error})")
 
 
+def prometheus_query(stack: Stack, expr: str) -> Any:
+    query = urllib.parse.urlencode({"query": expr})
+    answer = get_json(stack.url("PROMETHEUS_PORT", f"/api/v1/query?{query}"))
+    assert answer["status"] == "success", answer
+    return answer
+
+
+def dashboard_queries() -> list[Any]:
+    return list(load_deploy_module("grafana_generate", "grafana/generate.py").panel_queries())
+
+
 def render_short_rules(target: Path) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "generate_rules", ROOT / "deploy/prometheus/generate_rules.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while defined
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
+    module = load_deploy_module("generate_rules", "prometheus/generate_rules.py")
     target.write_text(module.render(for_override="10s"), encoding="utf-8")
 
 
@@ -207,6 +208,7 @@ def test_make_up_brings_every_service_up_healthy(stack: Stack) -> None:
         "postgres",
         "api",
         "scheduler",
+        "worker",
         "prometheus",
         "alertmanager",
         "grafana",
@@ -215,7 +217,7 @@ def test_make_up_brings_every_service_up_healthy(stack: Stack) -> None:
     }
     for service in services:
         ids = stack.containers(service)
-        expected = 2 if service == "scheduler" else 1
+        expected = 2 if service in ("scheduler", "worker") else 1
         assert len(ids) == expected, f"{service}: {len(ids)} containers, expected {expected}"
         health = subprocess.run(
             ["docker", "inspect", "-f", "{{.State.Health.Status}}", *ids],
@@ -243,14 +245,24 @@ def test_the_stack_runs_on_the_secrets_make_up_generated(stack: Stack) -> None:
         assert ran.status in (200, 202)
 
 
-def test_example_jobs_and_the_mounted_job_module_run(stack: Stack) -> None:
-    def runs_seen() -> set[tuple[str, str]] | None:
+def test_example_jobs_and_the_mounted_job_module_run_on_the_workers(stack: Stack) -> None:
+    wanted = {(job_id, "success") for job_id in EXAMPLE_JOBS} | {(FAILING_JOB, "failure")}
+
+    def runs_seen() -> list[dict[str, Any]] | None:
         page = get_json(stack.url("API_PORT", "/api/v1/runs?limit=200"))
         seen = {(run["job_id"], run["outcome"]) for run in page["items"]}
-        wanted = {(job_id, "success") for job_id in EXAMPLE_JOBS} | {(FAILING_JOB, "failure")}
-        return seen if wanted <= seen else None
+        return page["items"] if wanted <= seen else None
 
-    eventually(runs_seen, timeout=150, what="example jobs succeeding and the smoke job failing")
+    runs = eventually(
+        runs_seen, timeout=150, what="example jobs succeeding and the smoke job failing"
+    )
+    workers = get_json(stack.url("API_PORT", "/api/v1/workers"))
+    assert workers["live"] == 2, workers
+    assert {tuple(worker["queues"]) for worker in workers["workers"]} == {("default",)}
+    # SUNDIAL_EXECUTOR=queue, the compose default: the workers ran them, not the scheduler.
+    worker_ids = {worker["id"] for worker in workers["workers"]}
+    ran_by = {run["instance_id"] for run in runs if (run["job_id"], run["outcome"]) in wanted}
+    assert ran_by and ran_by <= worker_ids, f"runs by {ran_by}, workers {worker_ids}"
 
 
 def test_prometheus_scrapes_every_target(stack: Stack) -> None:
@@ -259,12 +271,33 @@ def test_prometheus_scrapes_every_target(stack: Stack) -> None:
         active = targets["activeTargets"]
         jobs = [target["labels"]["job"] for target in active]
         healthy = all(target["health"] == "up" for target in active)
-        enough = jobs.count("sundial-scheduler") == 2 and {"sundial-api", "alertmanager"} <= set(
-            jobs
+        enough = (
+            jobs.count("sundial-scheduler") == 2
+            and jobs.count("sundial-worker") == 2
+            and {"sundial-api", "alertmanager"} <= set(jobs)
         )
         return active if healthy and enough else None
 
-    eventually(all_up, timeout=90, what="both schedulers, the API and Alertmanager scraped")
+    eventually(
+        all_up, timeout=90, what="both schedulers, both workers, the API and Alertmanager scraped"
+    )
+
+
+def test_the_workers_row_of_the_dashboard_has_data(stack: Stack) -> None:
+    queries = [
+        query for query in dashboard_queries() if query.needs_workers and not query.may_be_empty
+    ]
+    assert queries
+
+    def empty() -> list[str] | None:
+        missing = [
+            f"{query.title}: {query.expr}"
+            for query in queries
+            if not prometheus_query(stack, query.expr)["data"]["result"]
+        ]
+        return None if missing else ["none"]
+
+    eventually(empty, timeout=90, what="data in every panel of the Workers row")
 
 
 def test_grafana_serves_the_provisioned_dashboard(stack: Stack) -> None:
@@ -339,6 +372,26 @@ def test_a_failing_critical_job_pages_by_mail_and_webhook(stack: Stack) -> None:
         )
 
     eventually(pager_webhook, timeout=60, what="the pager webhook for SundialJobFailed")
+
+
+def test_no_worker_pages_while_both_are_stopped_and_resolves_when_they_return(
+    stack: Stack,
+) -> None:
+    workers = stack.containers("worker")
+    assert len(workers) == 2
+
+    def no_worker_firing() -> bool:
+        alerts = prometheus_query(stack, 'ALERTS{alertname="SundialNoWorker"}')["data"]["result"]
+        return any(alert["metric"]["alertstate"] == "firing" for alert in alerts)
+
+    assert not no_worker_firing()
+    # SIGTERM: each removes its heartbeat record on the way out.
+    subprocess.run(["docker", "stop", "--time", "5", *workers], capture_output=True, check=True)
+    try:
+        eventually(no_worker_firing, timeout=120, what="SundialNoWorker firing")
+    finally:
+        subprocess.run(["docker", "start", *workers], capture_output=True, check=True)
+    eventually(lambda: not no_worker_firing(), timeout=120, what="SundialNoWorker resolved")
 
 
 def test_make_down_leaves_nothing_running(stack: Stack) -> None:

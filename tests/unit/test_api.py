@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from api_harness import finish_first
 from fakes import FakeBackend  # tests/ is on sys.path (rootdir conftest)
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
-from records import NOW, leader, make_job, make_run
+from records import NOW, leader, make_job, make_run, worker
 from timing import within
 
 from sundial.config import Settings, get_settings
@@ -615,6 +615,35 @@ def test_scheduler_endpoint(client: TestClient, backend: FakeBackend) -> None:
     assert 1 <= status["instances"][0]["heartbeat_age_seconds"] < 1 + within(0.1)
 
 
+def test_workers_endpoint_shows_each_worker_its_queues_and_its_runs(
+    client: TestClient, backend: FakeBackend
+) -> None:
+    backend.heartbeat(leader())
+    backend.heartbeat(worker("worker-b", queues=("default", "heavy")))
+    backend.heartbeat(worker("worker-a", age_seconds=120))
+    running = make_run("daily_reports", Outcome.RUNNING, 1, instance_id="worker-b")
+    elsewhere = make_run("sync_inventory", Outcome.RUNNING, 1)  # on the scheduler
+    backend.save_runs([running, elsewhere])
+
+    answer = client.get("/api/v1/workers").json()
+
+    assert answer["live"] == 1
+    # the scheduler is no worker; the live worker comes first
+    assert [(w["id"], w["state"]) for w in answer["workers"]] == [
+        ("worker-b", "alive"),
+        ("worker-a", "dead"),
+    ]
+    live, dead = answer["workers"]
+    assert live["queues"] == ["default", "heavy"]
+    assert [run["run_id"] for run in live["running"]] == [running.run_id]
+    assert (live["host"], live["pid"]) == ("host-w", 77)
+    assert dead["running"] == [] and dead["heartbeat_age_seconds"] >= 120
+
+
+def test_workers_endpoint_without_workers(client: TestClient) -> None:
+    assert client.get("/api/v1/workers").json() == {"live": 0, "workers": []}
+
+
 # metrics --------------------------------------------------------------------------------
 def registry_of(client: TestClient) -> CollectorRegistry:
     registry: CollectorRegistry = client.app.state.registry  # type: ignore[attr-defined]
@@ -693,6 +722,55 @@ def test_catalog_gauges_are_cached_and_report_backend_down(
     backend.down = True
     assert registry.get_sample_value("sundial_catalog_backend_up") == 0
     assert registry.get_sample_value("sundial_catalog_scheduler_heartbeat_age_seconds") is None
+
+
+def worker_gauges(backend: FakeBackend, *, workers: bool) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(CatalogCollector(lambda: backend, workers=workers, lease_seconds=10))
+    return registry
+
+
+def test_catalog_worker_gauges_count_live_workers_and_waiting_runs(backend: FakeBackend) -> None:
+    now = datetime.now(UTC)
+    backend.heartbeat(leader())
+    backend.heartbeat(worker("worker-a", queues=("default", "reports")))
+    backend.heartbeat(worker("worker-b"))
+    backend.heartbeat(worker("worker-gone", age_seconds=600, queues=("legacy",)))
+    waiting = [
+        make_run("daily_reports", Outcome.QUEUED, 0, now=now - timedelta(seconds=40)),
+        make_run("daily_reports", Outcome.QUEUED, 0, now=now - timedelta(seconds=5)),
+        make_run("sync_inventory", Outcome.QUEUED, 0, now=now, queue="heavy"),
+    ]
+    backend.save_runs(
+        [run.model_copy(update={"started_at": None, "instance_id": ""}) for run in waiting]
+    )
+    sample = worker_gauges(backend, workers=True).get_sample_value
+
+    assert sample("sundial_catalog_workers") == 2
+    assert sample("sundial_catalog_queued_runs", {"queue": "default"}) == 2
+    assert sample("sundial_catalog_queued_runs", {"queue": "heavy"}) == 1
+    # a queue a live worker serves reads 0, not nothing; a dead worker's queue is gone
+    assert sample("sundial_catalog_queued_runs", {"queue": "reports"}) == 0
+    assert sample("sundial_catalog_queued_runs", {"queue": "legacy"}) is None
+    oldest = sample("sundial_catalog_oldest_queued_run_age_seconds", {"queue": "default"})
+    assert oldest is not None and 40 <= oldest < 60
+    assert sample("sundial_catalog_oldest_queued_run_age_seconds", {"queue": "reports"}) is None
+    # workers do not count as schedulers: the scheduler's heartbeat is the one that ages
+    leaderless = FakeBackend()
+    leaderless.heartbeat(leader(age_seconds=300))
+    leaderless.heartbeat(worker("worker-a"))
+    age = worker_gauges(leaderless, workers=True).get_sample_value(
+        "sundial_catalog_scheduler_heartbeat_age_seconds"
+    )
+    assert age is not None and age >= 300
+
+
+def test_catalog_has_no_worker_gauges_with_the_local_executor(backend: FakeBackend) -> None:
+    backend.heartbeat(leader())
+    sample = worker_gauges(backend, workers=False).get_sample_value
+    assert sample("sundial_catalog_backend_up") == 1
+    assert sample("sundial_catalog_workers") is None
+    assert "queued_by_queue" not in backend.calls
 
 
 # events ---------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ def test_the_dashboard_imports_into_another_grafana_as_it_is(model: dict[str, An
 OTHER_SELECTORS = {
     "scheduler": 'namespace="prod",service="sundial-scheduler"',
     "api": 'namespace="prod",service="sundial-api"',
+    "worker": 'namespace="prod",service="sundial-worker"',
 }
 
 
@@ -159,6 +160,10 @@ def test_promised_panels_are_present(model: dict[str, Any]) -> None:
         "API latency p95 by route",
         "Memory against limit",
         "CPU against limit",
+        "Live workers",
+        "Queued runs",
+        "Oldest queued",
+        "Dispatch lag",
     } <= titles
     (table,) = [p for p in walk(model["panels"]) if p["title"] == "Jobs" and p["type"] == "table"]
     organize = next(t for t in table["transformations"] if t["id"] == "organize")
@@ -187,7 +192,21 @@ def test_panel_queries_fill_every_variable(model: dict[str, Any]) -> None:
     expressions = [t["expr"] for p in walk(model["panels"]) for t in p.get("targets", [])]
     assert len(queries) == len(expressions)
     assert all("$" not in q.expr for q in queries)
-    assert {q.title for q in queries if q.may_be_empty} == {"Oldest running"}
+    assert {q.title for q in queries if q.may_be_empty} == {"Oldest running", "Oldest queued"}
+    # the Workers row, and the workers' lines of the resource panels
+    assert {q.title for q in queries if q.needs_workers} == generate.WORKER_PANELS | {
+        "Memory against limit",
+        "CPU against limit",
+    }
+
+
+def test_run_panels_read_the_workers_series_too(model: dict[str, Any]) -> None:
+    # With the queue executor the runs, and so their metrics, are the workers'.
+    worker = conventions.DEFAULT_TARGET.worker
+    for query in generate.panel_queries(model):
+        runs = {"sundial_job_runs_total", "sundial_job_duration_seconds_bucket"}
+        if promql.metric_names(query.expr) & runs:
+            assert f"{{{worker}" in query.expr, query.title
 
 
 def test_every_query_is_valid_promql(model: dict[str, Any], tmp_path: Path) -> None:

@@ -99,6 +99,9 @@ def test_the_base_runs_api_schedulers_and_workers_locked_down(example: list[Reso
             )
         refs = {next(iter(source.values()))["name"] for source in container["envFrom"]}
         assert refs <= set(of_kind(example, "ConfigMap")) | set(of_kind(example, "Secret"))
+    # The workers get runs only from schedulers on the queue executor.
+    (settings,) = [m for name, m in of_kind(example, "ConfigMap").items() if "settings" in name]
+    assert settings["data"]["SUNDIAL_EXECUTOR"] == "queue"
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:

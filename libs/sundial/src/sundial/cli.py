@@ -54,9 +54,11 @@ app = typer.Typer(
 health_app = typer.Typer(help="Check the deployment's health.", no_args_is_help=True)
 jobs_app = typer.Typer(help="List, inspect and change jobs.", no_args_is_help=True)
 runs_app = typer.Typer(help="Read run history.", no_args_is_help=True)
+workers_app = typer.Typer(help="See the workers that execute runs.", no_args_is_help=True)
 app.add_typer(health_app, name="health")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(runs_app, name="runs")
+app.add_typer(workers_app, name="workers")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 WaitOption = Annotated[
@@ -512,3 +514,28 @@ def runs_list(
         )
     console.print(table)
     console.print(f"{len(runs)} run(s)", highlight=False)
+
+
+# workers --------------------------------------------------------------------------------
+@workers_app.command("list")
+def workers_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Workers, live first: queues, heartbeat and what each is running."""
+    answer = api(ctx).request("GET", "/api/v1/workers")
+    if as_json:
+        print_json(answer)
+        return
+    table = Table("Host", "PID", "Queues", "Heartbeat", "State", "Running")
+    table.columns.insert(0, Column("Worker", no_wrap=True))
+    for worker in answer["workers"]:
+        running = ", ".join(f"{run['job_id']} ({run['run_id'][:8]})" for run in worker["running"])
+        table.add_row(
+            worker["id"],
+            worker["host"],
+            str(worker["pid"]),
+            ", ".join(worker["queues"]),
+            f"{_span(worker['heartbeat_age_seconds'])} ago",
+            Text(worker["state"], "green" if worker["state"] == "alive" else "red"),
+            running or "-",
+        )
+    console.print(table)
+    console.print(f"{answer['live']} live of {len(answer['workers'])} worker(s)", highlight=False)

@@ -9,6 +9,11 @@ HEARTBEAT_INTERVAL_SECONDS = 2.0
 #: one late tick is a busy machine, three in a row are a process that is gone.
 MISSED_HEARTBEATS_FOR_DEAD = 3
 
+#: A dead instance's record is kept this long, then the leader forgets it: long enough for
+#: ``sundial workers list`` to show last night's crash in the morning, short enough that
+#: autoscaled workers that came and went do not pile up.
+FORGET_INSTANCE_AFTER_SECONDS = 86_400.0
+
 #: Longest a client may wait for the leader to apply a command (``?wait=``); longer waits
 #: would hold an API worker and hide a scheduler that is not applying anything.
 MAX_COMMAND_WAIT_SECONDS = 30.0

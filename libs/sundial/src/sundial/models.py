@@ -256,6 +256,8 @@ class Instance(BaseModel):
     version: str
     started_at: datetime
     last_seen: datetime = Field(default_factory=utcnow)
+    #: the workers' queues it takes runs from (a worker's; empty for a scheduler)
+    queues: list[str] = Field(default_factory=list)
 
 
 def truncate(text: str | None, limit: int) -> str | None:

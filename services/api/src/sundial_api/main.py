@@ -36,6 +36,7 @@ from sundial_api.routes import (
     runs,
     scheduler,
     triggers,
+    workers,
 )
 from sundial_api.ui.routes import install_ui
 
@@ -131,12 +132,19 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     # process_* too: the memory alert and the dashboard's resources row watch the API.
     registry = process_registry()
     app.state.registry = registry
-    registry.register(CatalogCollector(lambda: app.state.backend))
+    registry.register(
+        CatalogCollector(
+            lambda: app.state.backend,
+            workers=settings.executor == "queue",
+            lease_seconds=settings.leader_lease_seconds,
+        )
+    )
     install_error_handlers(app)
     app.add_middleware(RequestLimitsMiddleware)
     # outermost, so that refused and failed requests are counted too
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry))
-    for module in (health, jobs, runs, commands, scheduler, events, metrics, triggers, runbook):
+    routers = (health, jobs, runs, commands, scheduler, workers, events, metrics, triggers, runbook)
+    for module in routers:
         app.include_router(module.router)
     install_ui(app, settings)
     _document_read_protection(app, settings)

@@ -2,8 +2,8 @@
 
 Catalog gauges are read from the backend when Prometheus scrapes, so they stay true
 while every scheduler is down. A reading costs a paged catalog scan, one
-``run_summaries()`` and one ``list_instances()``, and is reused for
-:data:`CATALOG_CACHE_SECONDS`.
+``run_summaries()`` and one ``list_instances()`` (and, with the queue executor, one
+``queued_by_queue()``), and is reused for :data:`CATALOG_CACHE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sundial.backends import Backend
-from sundial.models import Instance, JobState, JobView, RunSummary
+from sundial.constants import dead_after
+from sundial.models import Instance, InstanceRole, JobState, JobView, QueueDepth, RunSummary
 from sundial_api.views import utc
 
 log = structlog.get_logger(__name__)
@@ -96,35 +97,49 @@ class CatalogReading:
     jobs: list[JobView] = field(default_factory=list)
     summaries: dict[str, RunSummary] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
+    #: None with the local executor: no run waits for a worker there
+    queued: dict[str, QueueDepth] | None = None
 
 
-def read_catalog(backend: Backend) -> CatalogReading:
+def read_catalog(backend: Backend, *, workers: bool) -> CatalogReading:
     try:
         jobs = list(backend.iter_jobs())
         summaries = backend.run_summaries() if jobs else {}
         instances = backend.list_instances()
+        queued = backend.queued_by_queue() if workers else None
     except Exception as error:  # any failure means "backend down" for this scrape
         log.warning("catalog_read_failed", error=str(error))
         return CatalogReading(up=False)
-    return CatalogReading(up=True, jobs=jobs, summaries=summaries, instances=instances)
+    return CatalogReading(
+        up=True, jobs=jobs, summaries=summaries, instances=instances, queued=queued
+    )
 
 
 class CatalogCollector(Collector):
     """``sundial_catalog_*`` gauges, computed at scrape time from a cached reading.
 
     ``sundial_catalog_scheduler_heartbeat_age_seconds`` is the age of the freshest
-    heartbeat of any scheduler instance; it is absent when no instance is recorded (and
+    heartbeat of any scheduler instance; it is absent when no scheduler is recorded (and
     while the backend is down), so alert on ``absent(...) or ... > N``.
+
+    With the queue executor (``workers=True``) it also counts live workers and, per
+    workers' queue, the runs waiting and the age of the one waiting longest; a queue a
+    live worker serves shows 0 waiting runs rather than no series. With the local
+    executor these are absent, so that no worker alert can fire where no worker belongs.
     """
 
     def __init__(
         self,
         backend: Callable[[], Backend | None],
         *,
+        workers: bool = False,
+        lease_seconds: float = 10.0,
         cache_seconds: float = CATALOG_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backend = backend
+        self._workers = workers
+        self._dead_after = dead_after(lease_seconds)
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._lock = threading.Lock()
@@ -139,7 +154,11 @@ class CatalogCollector(Collector):
             now = self._clock()
             if self._reading is None or now - self._read_at >= self._cache_seconds:
                 backend = self._backend()
-                self._reading = read_catalog(backend) if backend else CatalogReading(up=False)
+                self._reading = (
+                    read_catalog(backend, workers=self._workers)
+                    if backend
+                    else CatalogReading(up=False)
+                )
                 self._read_at = now
             return self._reading
 
@@ -153,15 +172,18 @@ class CatalogCollector(Collector):
         if not reading.up:
             return
         yield from _job_gauges(reading)
-        if reading.instances:
-            now = datetime.now(UTC)
-            freshest = max(utc(instance.last_seen) for instance in reading.instances)
+        now = datetime.now(UTC)
+        schedulers = [i for i in reading.instances if i.role is not InstanceRole.WORKER]
+        if schedulers:
+            freshest = max(utc(instance.last_seen) for instance in schedulers)
             age = GaugeMetricFamily(
                 "sundial_catalog_scheduler_heartbeat_age_seconds",
                 "Seconds since the freshest heartbeat of any scheduler instance",
             )
             age.add_metric([], max(0.0, (now - freshest).total_seconds()))
             yield age
+        if reading.queued is not None:
+            yield from _worker_gauges(reading.instances, reading.queued, now, self._dead_after)
 
 
 def _job_gauges(reading: CatalogReading) -> Iterable[Metric]:
@@ -194,3 +216,39 @@ def _job_gauges(reading: CatalogReading) -> Iterable[Metric]:
         failures.add_metric([job.id], float(summary.consecutive_failures if summary else 0))
         overdue_after.add_metric([job.id], job.overdue_after_seconds())
     return (next_run, last_success, failures, overdue_after)
+
+
+def _worker_gauges(
+    instances: Iterable[Instance],
+    queued: dict[str, QueueDepth],
+    now: datetime,
+    dead_after: float,
+) -> Iterable[Metric]:
+    live = [
+        instance
+        for instance in instances
+        if instance.role is InstanceRole.WORKER
+        and (now - utc(instance.last_seen)).total_seconds() <= dead_after
+    ]
+    workers = GaugeMetricFamily(
+        "sundial_catalog_workers", "Workers whose heartbeat is recent, from the backend"
+    )
+    workers.add_metric([], float(len(live)))
+    waiting = GaugeMetricFamily(
+        "sundial_catalog_queued_runs",
+        "Runs waiting for a worker, by workers' queue",
+        labels=["queue"],
+    )
+    oldest = GaugeMetricFamily(
+        "sundial_catalog_oldest_queued_run_age_seconds",
+        "Seconds since the run waiting longest in each queue became due",
+        labels=["queue"],
+    )
+    served = {queue for instance in live for queue in instance.queues}
+    for queue in sorted(served | set(queued)):
+        depth = queued.get(queue)
+        waiting.add_metric([queue], float(depth.runs if depth else 0))
+        if depth is not None:
+            age = (now - utc(depth.oldest_due)).total_seconds()
+            oldest.add_metric([queue], max(0.0, age))
+    return (workers, waiting, oldest)

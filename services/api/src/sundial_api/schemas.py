@@ -197,6 +197,26 @@ class SchedulerStatus(BaseModel):
     instances: list[InstanceOut]
 
 
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    version: str
+    queues: list[str] = Field(description="the workers' queues it takes runs from")
+    started_at: datetime
+    last_seen: datetime
+    heartbeat_age_seconds: float
+    state: Literal["alive", "dead"] = Field(
+        description="dead once silent for 3 heartbeat intervals (at least the leader lease)"
+    )
+    running: list[RunOut] = Field(description="the runs it executes now")
+
+
+class WorkerList(BaseModel):
+    live: int = Field(description="workers whose heartbeat is recent")
+    workers: list[WorkerOut] = Field(description="live workers first, then dead ones by id")
+
+
 class BackendStatus(BaseModel):
     kind: str
     up: bool

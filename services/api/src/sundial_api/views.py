@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from sundial.backends import Backend, BackendError, RunCursor
-from sundial.constants import CATALOG_SCAN_PAGE
+from sundial.constants import CATALOG_SCAN_PAGE, MAX_PAGE_SIZE
 from sundial.models import (
     FINAL_OUTCOMES,
     Instance,
@@ -41,6 +41,8 @@ from sundial_api.schemas import (
     RunOut,
     RunPage,
     SchedulerStatus,
+    WorkerList,
+    WorkerOut,
 )
 
 #: recent-run statistics cover at most this many finished runs
@@ -253,6 +255,37 @@ def scheduler_status(
         heartbeat_age_seconds=min((v.heartbeat_age_seconds for v in views), default=None),
         instances=views,
     )
+
+
+def running_runs(backend: Backend) -> list[RunOut]:
+    """Runs in progress, newest first (as many as one page of the API holds)."""
+    return run_page(
+        backend, job_id=None, outcome=Outcome.RUNNING, since=None, before=None, limit=MAX_PAGE_SIZE
+    ).items
+
+
+def worker_list(
+    instances: Sequence[Instance], running: Sequence[RunOut], now: datetime, dead_after: float
+) -> WorkerList:
+    """The worker instances with their heartbeat ages and the runs each executes now."""
+    by_instance: dict[str, list[RunOut]] = {}
+    for run in running:
+        by_instance.setdefault(run.instance_id, []).append(run)
+    workers = []
+    for instance in instances:
+        if instance.role is not InstanceRole.WORKER:
+            continue
+        age = max(0.0, (now - utc(instance.last_seen)).total_seconds())
+        workers.append(
+            WorkerOut(
+                **instance.model_dump(exclude={"role"}),
+                heartbeat_age_seconds=round(age, 3),
+                state="alive" if age <= dead_after else "dead",
+                running=by_instance.get(instance.id, []),
+            )
+        )
+    workers.sort(key=lambda worker: (worker.state != "alive", worker.id))
+    return WorkerList(live=sum(1 for w in workers if w.state == "alive"), workers=workers)
 
 
 def next_runs(jobs: Iterable[JobView], count: int = NEXT_RUNS_SHOWN) -> list[NextRun]:

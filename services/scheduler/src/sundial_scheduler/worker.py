@@ -98,6 +98,7 @@ class SundialWorker:
             started_at=utcnow(),
             lease_seconds=settings.leader_lease_seconds,
             io=self._io,
+            queues=settings.worker_queues,
         )
         self._known_jobs: set[str] = set()
         self._ready = False

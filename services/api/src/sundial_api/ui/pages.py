@@ -22,6 +22,7 @@ from sundial_api.views import (
     job_summary,
     run_out,
     run_page,
+    running_runs,
     scheduler_problems,
     scheduler_status,
 )
@@ -51,13 +52,6 @@ def scheduler_state(backend: Backend, lease_seconds: float) -> tuple[Banner, Sch
     status = scheduler_status(backend.list_instances(), datetime.now(UTC), silent_after)
     problems, warnings = scheduler_problems(status, silent_after)
     return Banner(problems=tuple(problems), warnings=tuple(warnings)), status
-
-
-def running_runs(backend: Backend) -> list[RunOut]:
-    """Runs in progress, newest first (as many as one page of the API holds)."""
-    return run_page(
-        backend, job_id=None, outcome=Outcome.RUNNING, since=None, before=None, limit=MAX_PAGE_SIZE
-    ).items
 
 
 def _grouped(runs: list[RunOut], key: str) -> dict[str, list[RunOut]]:

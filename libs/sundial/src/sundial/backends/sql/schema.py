@@ -121,6 +121,7 @@ instances = sa.Table(
     sa.Column("version", sa.String(64), nullable=False),
     sa.Column("started_at", UtcDateTime(), nullable=False),
     sa.Column("last_seen", UtcDateTime(), nullable=False),
+    sa.Column("queues", _DOC, nullable=False, server_default="[]"),
 )
 lease = sa.Table(
     "sundial_leader_lease",
