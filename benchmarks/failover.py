@@ -26,27 +26,27 @@ SETTLE_SECONDS = 2.0
 REPLICAS = 2
 
 
+def cluster_helpers() -> Any:
+    """The e2e tests' ``failover`` module: :class:`Cluster` and the run-history arithmetic."""
+    if str(E2E_DIR) not in sys.path:
+        sys.path.insert(0, str(E2E_DIR))
+    import failover  # type: ignore[import-not-found]  # tests/e2e, put on the path above
+
+    return failover
+
+
 def measure_failover(
     url: str, *, kills: int, lease_seconds: float, workdir: Path, stop: bool = False
 ) -> dict[str, Any]:
     """Median and max seconds from each kill to the next run started by another replica,
     and the fire times run twice (first attempts); ``stop`` pauses the leader instead."""
-    if str(E2E_DIR) not in sys.path:
-        sys.path.insert(0, str(E2E_DIR))
-    from failover import (  # type: ignore[import-not-found]  # tests/e2e, put on the path above
-        Cluster,
-        Kill,
-        all_runs,
-        duplicate_fire_times,
-        failover_seconds,
-        now,
-        summarise,
-    )
+    helpers = cluster_helpers()
+    Cluster, Kill, now = helpers.Cluster, helpers.Kill, helpers.now
 
     backend = open_backend(url)
     backend.setup()
     workdir.mkdir(parents=True, exist_ok=True)
-    done: list[Kill] = []
+    done: list[Any] = []
     bound = 3 * lease_seconds + 30
     try:
         with Cluster(url, workdir, size=REPLICAS, lease_seconds=lease_seconds) as cluster:
@@ -67,8 +67,9 @@ def measure_failover(
                     paused.process.send_signal(signal.SIGCONT)
             time.sleep(SETTLE_SECONDS)
             cluster.stop()
-        runs = all_runs(backend)
-        report: dict[str, Any] = summarise(failover_seconds(done, runs))
+        runs = helpers.all_runs(backend)
+        report: dict[str, Any] = helpers.summarise(helpers.failover_seconds(done, runs))
     finally:
         backend.close()
-    return report | {"lease_s": lease_seconds, "duplicates": len(duplicate_fire_times(runs))}
+    twice = helpers.duplicate_fire_times(runs)
+    return report | {"lease_s": lease_seconds, "duplicates": len(twice)}

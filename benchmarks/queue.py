@@ -12,13 +12,13 @@ cost per run; the workers' CPU is read the same way.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.failover import cluster_helpers
 from benchmarks.lag import LagPlan, LagResult, measure_lag, summarise
 from benchmarks.report import Row
 from benchmarks.runner import REPO
@@ -26,7 +26,6 @@ from benchmarks.scratch import Scratch
 from benchmarks.stats import load
 from benchmarks.worker import recorded_runs, window_after
 
-E2E_DIR = REPO / "tests" / "e2e"
 #: the benchmark's scheduler leads alone; the default lease
 LEASE_SECONDS = 10.0
 #: how long a scheduler and its workers may take to be ready (a fresh backend's set-up)
@@ -39,8 +38,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 class QueuePlan:
     #: jobs due every second for the lag and CPU rows, on every side
     rate: int
-    #: rates tried for sustained throughput, lowest first; the search stops at the first
-    #: one a worker count does not sustain
+    #: rates tried for sustained throughput: up from ``rate`` until one is not sustained,
+    #: or down until one is
     ladder: tuple[int, ...]
     workers: tuple[int, ...]
     lag: LagPlan
@@ -111,14 +110,6 @@ def sleep_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.time()))
 
 
-def _cluster_module() -> Any:
-    if str(E2E_DIR) not in sys.path:
-        sys.path.insert(0, str(E2E_DIR))
-    import failover  # type: ignore[import-not-found]  # tests/e2e, put on the path above
-
-    return failover
-
-
 def measure_dispatch(
     backend: str,
     url: str,
@@ -130,7 +121,7 @@ def measure_dispatch(
     workdir: Path,
 ) -> Dispatch:
     """``jobs`` jobs due every second on one scheduler process and ``workers`` workers."""
-    failover = _cluster_module()
+    failover = cluster_helpers()
     before = load()
     workdir.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {
