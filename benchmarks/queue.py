@@ -48,9 +48,11 @@ class QueuePlan:
     def full(cls) -> QueuePlan:
         return cls(
             rate=100,
-            ladder=(25, 50, 100, 200, 400, 800),
+            ladder=(25, 50, 100, 150, 200, 300, 400, 600, 800),
             workers=(1, 2),
-            lag=LagPlan(warmup=3, fires=6, patience=5),
+            # a longer window than the lag rows': CPU time is read in 10 ms ticks, and the
+            # scheduler's start-up work must be over before it is read
+            lag=LagPlan(warmup=5, fires=10, patience=5),
         )
 
     @classmethod
