@@ -12,6 +12,7 @@ cost per run; the workers' CPU is read the same way.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,8 @@ class QueuePlan:
     ladder: tuple[int, ...]
     workers: tuple[int, ...]
     lag: LagPlan
+    #: local and queue measurements at ``rate`` taken in turns for the CPU ratio
+    cpu_pairs: int
 
     @classmethod
     def full(cls) -> QueuePlan:
@@ -53,11 +56,18 @@ class QueuePlan:
             # a longer window than the lag rows': CPU time is read in 10 ms ticks, and the
             # scheduler's start-up work must be over before it is read
             lag=LagPlan(warmup=5, fires=10, patience=5),
+            cpu_pairs=3,
         )
 
     @classmethod
     def quick(cls) -> QueuePlan:
-        return cls(rate=100, ladder=(), workers=(1, 2), lag=LagPlan(warmup=2, fires=3, patience=2))
+        return cls(
+            rate=100,
+            ladder=(),
+            workers=(1, 2),
+            lag=LagPlan(warmup=2, fires=3, patience=2),
+            cpu_pairs=1,
+        )
 
     def next_rate(self, tried: dict[int, bool]) -> int | None:
         """The next rate of the ladder to try, given which rates were sustained: up from
@@ -202,6 +212,8 @@ class QueueBench:
     fail: Callable[[str], None]
     rows: list[Row] = field(default_factory=list)
     details: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: the measurement at the plan's rate of each worker count beyond the first
+    cpu: dict[int, Dispatch | None] = field(default_factory=dict)
 
     def dispatch(self, backend: str, executor: str, workers: int, jobs: int) -> Dispatch | None:
         name = f"{executor} executor" + (f", {workers} worker(s)" if workers else "")
@@ -243,8 +255,14 @@ class QueueBench:
         return result
 
     def run(self, backend: str) -> None:
-        rate = self.plan.rate
-        local = self.dispatch(backend, "local", 0, rate)
+        rate, first = self.plan.rate, self.plan.workers[0]
+        # CPU time per run drifts with the machine's load: local and queue are measured
+        # in turns, and each pair gives one ratio.
+        pairs = [
+            (self.dispatch(backend, "local", 0, rate), self.dispatch(backend, "queue", first, rate))
+            for _ in range(self.plan.cpu_pairs)
+        ]
+        local = next((one for one, _ in pairs if one is not None), None)
         plain = self.plain(backend, rate)
         for name, fraction in (("p50", "p50_s"), ("p99", "p99_s")):
             self.rows.append(
@@ -258,16 +276,26 @@ class QueueBench:
                 )
             )
         for workers in self.plan.workers:
-            self.worker_rows(backend, workers, local, plain)
+            at_rate = [queued for _, queued in pairs] if workers == first else []
+            self.worker_rows(backend, workers, local, plain, at_rate)
+        self.cpu_rows(backend, pairs)
 
     def worker_rows(
-        self, backend: str, workers: int, local: Dispatch | None, plain: LagResult | None
+        self,
+        backend: str,
+        workers: int,
+        local: Dispatch | None,
+        plain: LagResult | None,
+        measured_at_rate: list[Dispatch | None],
     ) -> None:
         rate = self.plan.rate
-        pool = f"queue, {workers} worker{'s' if workers > 1 else ''}"
+        pool = _pool(workers)
+        at_rate = next((one for one in measured_at_rate if one is not None), None)
+        if not measured_at_rate:
+            at_rate = self.dispatch(backend, "queue", workers, rate)
+            self.cpu[workers] = at_rate
         measured: dict[int, Dispatch] = {}
         tried: dict[int, bool] = {}
-        at_rate = self.dispatch(backend, "queue", workers, rate)
         if at_rate is not None:
             measured[rate], tried[rate] = at_rate, at_rate.lag.sustained
         while tried and (jobs := self.plan.next_rate(tried)) is not None:
@@ -312,23 +340,58 @@ class QueueBench:
                 note,
             )
         )
-        cpu = at_rate.scheduler_cpu_per_run_s if at_rate else None
-        local_cpu = local.scheduler_cpu_per_run_s if local else None
-        parts = [f"local executor {_ms(local_cpu)}"]
-        if cpu is not None and local_cpu:
-            parts.append(f"queue ÷ local {cpu / local_cpu:.2f}x (target ≤ 0.5x)")
-        if at_rate is not None and at_rate.workers_cpu_per_run_s is not None:
-            parts.append(f"workers {_ms(at_rate.workers_cpu_per_run_s)}/run")
-        self.rows.append(
-            Row(
-                backend,
-                f"{pool}: scheduler CPU per run, {rate} due/s",
-                "s",
-                cpu,
-                None,
-                "; ".join(parts),
+
+    def cpu_rows(self, backend: str, pairs: list[tuple[Dispatch | None, Dispatch | None]]) -> None:
+        """The scheduler's CPU per run on the queue executor against the local executor's:
+        the median of the paired ratios for the first worker count, the median local
+        figure for the others."""
+        rate, first = self.plan.rate, self.plan.workers[0]
+        locals_ = [one.scheduler_cpu_per_run_s for one, _ in pairs if one is not None]
+        local_cpu = statistics.median(locals_) if locals_ else None
+        both = [(one, queued) for one, queued in pairs if one is not None and queued is not None]
+        for workers in self.plan.workers:
+            if workers == first:
+                measured = [queued for _, queued in both]
+                ratios = [
+                    queued.scheduler_cpu_per_run_s / one.scheduler_cpu_per_run_s
+                    for one, queued in both
+                ]
+                how = f"median of {len(ratios)} pairs taken in turns"
+            else:
+                measured = [one for one in [self.cpu.get(workers)] if one is not None]
+                ratios = (
+                    [measured[0].scheduler_cpu_per_run_s / local_cpu]
+                    if measured and local_cpu
+                    else []
+                )
+                how = "against the local median"
+            cpu = (
+                statistics.median(m.scheduler_cpu_per_run_s for m in measured) if measured else None
             )
-        )
+            parts = [f"local executor {_ms(local_cpu)}"]
+            if ratios:
+                parts.append(
+                    f"queue ÷ local {statistics.median(ratios):.2f}x ({how}: "
+                    + ", ".join(f"{ratio:.2f}" for ratio in ratios)
+                    + "; target ≤ 0.5x)"
+                )
+            workers_cpu = [m.workers_cpu_per_run_s for m in measured if m.workers_cpu_per_run_s]
+            if workers_cpu:
+                parts.append(f"workers {_ms(statistics.median(workers_cpu))}/run")
+            self.rows.append(
+                Row(
+                    backend,
+                    f"{_pool(workers)}: scheduler CPU per run, {rate} due/s",
+                    "s",
+                    cpu,
+                    None,
+                    "; ".join(parts),
+                )
+            )
+
+
+def _pool(workers: int) -> str:
+    return f"queue, {workers} worker{'s' if workers > 1 else ''}"
 
 
 def _ms(value: float | None) -> str:
