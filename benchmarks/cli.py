@@ -19,6 +19,7 @@ from benchmarks.catalog import fill, plain_api, sundial_api
 from benchmarks.failover import measure_failover
 from benchmarks.lag import SIDES, LagPlan, LagResult, measure_lag
 from benchmarks.memory import measure_memory
+from benchmarks.queue import QueueBench, QueuePlan
 from benchmarks.report import Row, render
 from benchmarks.scratch import BACKENDS, Scratch
 from benchmarks.stats import load
@@ -35,6 +36,8 @@ SPLIT_ABOVE = 1.3
 LEASE_SECONDS = 10.0
 #: the table's width when stdout is not a terminal (rich would assume 80 columns)
 TABLE_WIDTH = 180
+#: what ``--only`` can pick; every one runs by default, on each backend in this order
+SCENARIOS = ("lag", "stored", "queue", "failover")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class Plan:
     api_repeats: int
     full_reads: int
     kills: int
+    #: times the leader is paused (SIGSTOP) for the partitioned-but-alive failover rows
+    pauses: int
+    queue: QueuePlan
 
     @classmethod
     def full(cls) -> Plan:
@@ -57,6 +63,8 @@ class Plan:
             api_repeats=50,
             full_reads=3,
             kills=5,
+            pauses=3,
+            queue=QueuePlan.full(),
         )
 
     @classmethod
@@ -69,6 +77,8 @@ class Plan:
             api_repeats=20,
             full_reads=2,
             kills=0,
+            pauses=0,
+            queue=QueuePlan.quick(),
         )
 
 
@@ -78,6 +88,7 @@ class Bench:
     scratch: Scratch
     workdir: Path
     console: Console
+    scenarios: tuple[str, ...] = SCENARIOS
     rows: list[Row] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -258,40 +269,64 @@ class Bench:
                 Row(backend, "failover", "s", None, None, "skipped with --quick; see make chaos")
             )
             return
-        self.log(f"{backend}: failover, {self.plan.kills} leader kills")
+        self._failover(backend, "kill -9", self.plan.kills, stop=False)
+        self._failover(backend, "SIGSTOP", self.plan.pauses, stop=True)
+
+    def _failover(self, backend: str, how: str, times: int, *, stop: bool) -> None:
+        self.log(f"{backend}: failover, {times} times {how} to the leader")
         try:
             with self.scratch.backend(backend) as url:
                 report = measure_failover(
                     url,
-                    kills=self.plan.kills,
+                    kills=times,
                     lease_seconds=LEASE_SECONDS,
-                    workdir=self.workdir / f"failover-{backend}",
+                    workdir=self.workdir / f"failover-{backend}-{'stop' if stop else 'kill'}",
+                    stop=stop,
                 )
         except Exception as error:
-            self.console.log(f"[red]{backend} failover failed: {error}[/red]")
-            self.rows.append(Row(backend, "failover", "s", None, None, f"failed: {error}"))
+            self.console.log(f"[red]{backend} failover ({how}) failed: {error}[/red]")
+            self.rows.append(Row(backend, f"failover, {how}", "s", None, None, f"failed: {error}"))
             return
-        self.detail(backend, "failover", report)
+        self.detail(backend, "failover_stop" if stop else "failover", report)
         for name, key in (("median", "median_s"), ("max", "max_s")):
             self.rows.append(
                 Row(
                     backend,
-                    f"failover {name}: kill -9 → first run of new leader",
+                    f"failover {name}: {how} → first run of new leader",
                     "s",
                     report[key],
                     None,
-                    f"{report['count']} kills, lease {LEASE_SECONDS:g}s; plain: no HA"
+                    f"{report['count']} times, lease {LEASE_SECONDS:g}s, "
+                    f"{report['duplicates']} fire times run twice; plain: no HA"
                     if name == "median"
-                    else "",
+                    else ("leader resumed after; fencing holds" if stop else ""),
                 )
             )
 
+    # -- the queue executor -------------------------------------------------------------
+    def queue_rows(self, backend: str) -> None:
+        queue = QueueBench(
+            self.plan.queue,
+            self.scratch,
+            self.workdir,
+            log=self.log,
+            fail=lambda message: self.console.log(f"[red]{message}[/red]"),
+            rows=self.rows,
+        )
+        queue.run(backend)
+        self.details[backend]["queue"] = queue.details
+
     def run(self, backend: str) -> None:
         self.details.setdefault(backend, {})["load_at_start"] = load()
-        measured = self.lag_rows(backend)
-        self.throughput_row(backend, measured)
-        self.stored_rows(backend)
-        self.failover_row(backend)
+        if "lag" in self.scenarios:
+            measured = self.lag_rows(backend)
+            self.throughput_row(backend, measured)
+        if "stored" in self.scenarios:
+            self.stored_rows(backend)
+        if "queue" in self.scenarios:
+            self.queue_rows(backend)
+        if "failover" in self.scenarios:
+            self.failover_row(backend)
         self.details[backend]["load_at_end"] = load()
 
 
@@ -327,6 +362,14 @@ def _throughput_note(side: str, best: LagResult | None, results: dict[int, LagRe
     return f"{name}: {best.jobs:,}/s{limit}"
 
 
+def _scenarios(text: str) -> tuple[str, ...]:
+    picked = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(set(picked) - set(SCENARIOS))
+    if unknown or not picked:
+        raise argparse.ArgumentTypeError(f"pick from {', '.join(SCENARIOS)}; not {unknown}")
+    return picked
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -335,6 +378,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a one-minute version")
     parser.add_argument("--json", action="store_true", help="print a JSON document instead")
     parser.add_argument("--backend", choices=(*BACKENDS, "all"), default="all")
+    parser.add_argument(
+        "--only",
+        type=_scenarios,
+        default=SCENARIOS,
+        help=f"comma-separated scenarios of {','.join(SCENARIOS)} (default: all)",
+    )
     parser.add_argument(
         "--sizes",
         type=lambda text: tuple(int(part) for part in text.split(",") if part.strip()),
@@ -352,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     production_logging()  # the API's log lines must not mix with the table or the JSON
     console = Console(stderr=True)
     workdir = Path(tempfile.mkdtemp(prefix="sundial-bench-"))
-    bench = Bench(plan, Scratch(), workdir, console)
+    bench = Bench(plan, Scratch(), workdir, console, scenarios=args.only)
     started = datetime.now(UTC)
     begun = time.monotonic()
     console.log(f"benchmark logs in {workdir}; {load()}")
