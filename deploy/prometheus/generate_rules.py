@@ -485,8 +485,9 @@ def job_group(t: Tuning, target: c.Target) -> Group:
                 for_="5m",
                 severity="warning",
                 comment=(
-                    "The lag histogram's last finite bucket is 60s (sundial.metrics.LAG_BUCKETS): "
-                    "a quantile never reads above it, so the threshold must stay below."
+                    "The lag histogram's last finite bucket is 60s "
+                    "(sundial.job_series.LAG_BUCKETS): a quantile never reads above it, "
+                    "so the threshold must stay below."
                 ),
                 summary="Sundial job {{ $labels.job_id }} starts late",
                 description=(

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
 
@@ -21,12 +21,12 @@ class HealthServer:
         *,
         host: str,
         port: int,
-        registry: CollectorRegistry,
+        exposition: Callable[[], bytes],
         alive: HealthCheck,
         ready: HealthCheck,
     ) -> None:
         routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
-            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
+            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, exposition()),
             "/healthz": lambda: _json(*alive()),
             "/readyz": lambda: _json(*ready()),
         }

@@ -120,7 +120,7 @@ class SundialScheduler:
         self.http = HealthServer(
             host=self.settings.metrics_host,
             port=self.settings.metrics_port,
-            registry=self.metrics_registry,
+            exposition=self.metrics.exposition,
             alive=self._alive,
             ready=self._readiness,
         )

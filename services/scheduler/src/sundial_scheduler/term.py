@@ -97,7 +97,9 @@ class LeaderTerm:
     def publish(self) -> None:
         """Write what the sync changed to the catalog, and make every job's metrics."""
         assert self._published is not None, "prepare() first"
-        self._catalog.publish(*self._published)
+        # Let go of the stored catalog as read: it is a second copy of every job.
+        published, self._published = self._published, None
+        self._catalog.publish(*published)
 
     def resume(self) -> None:
         """Start scheduling, and applying commands."""

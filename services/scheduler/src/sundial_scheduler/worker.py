@@ -114,7 +114,7 @@ class SundialWorker:
         self.http = HealthServer(
             host=self.settings.metrics_host,
             port=self.settings.worker_metrics_port,
-            registry=self.metrics_registry,
+            exposition=self.metrics.exposition,
             alive=self._alive,
             ready=self._readiness,
         )
