@@ -160,6 +160,11 @@ class SchedulerMetrics:
             starts.remove(started)
         record.running = starts or None
 
+    def loop_blocked(self, job_id: str, seconds: float) -> None:
+        """An async run of ``job_id`` held the event loop for ``seconds``."""
+        if (record := self.series.jobs.get(job_id)) is not None:
+            record.blocked += seconds
+
     def restore_last(self, job_id: str, success: float | None, failure: float | None) -> None:
         """Seed last success/failure from history, so a restart does not reset them."""
         record = self.series.jobs.get(job_id)
