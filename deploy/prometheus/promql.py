@@ -49,6 +49,7 @@ EXPORTED: Mapping[str, frozenset[str]] = {
         "sundial_job_last_failure_timestamp_seconds",
         "sundial_job_expected_interval_seconds",
         "sundial_job_timeout_seconds",
+        "sundial_job_event_loop_blocked_seconds_total",
     },
     # The API, on :8000/metrics; catalog gauges are read from the backend.
     c.API.name: PROCESS_METRICS

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 import sample_jobs
+from fastapi.testclient import TestClient
 from scheduler_harness import running_scheduler, wait_for_runs
 from structlog.testing import capture_logs
 
 from sundial.backends import Backend
+from sundial.config import Settings
 from sundial.jobs import Registry, every
 from sundial.models import Outcome
+from sundial_api.main import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -19,8 +22,8 @@ async def test_the_job_that_blocks_the_loop_is_named_and_the_others_are_not(
 ) -> None:
     registry = Registry()
     # Both fire together, so the polite one is in progress while the other blocks.
-    registry.job(every(seconds=3), id="blocker")(sample_jobs.block_loop)
-    registry.job(every(seconds=3), id="polite", kwargs={"seconds": 2.0})(sample_jobs.slow)
+    registry.job(every(seconds=1), id="blocker", max_instances=1)(sample_jobs.block_loop)
+    registry.job(every(seconds=1), id="polite", kwargs={"seconds": 0.5})(sample_jobs.slow)
 
     with capture_logs() as logs:
         async with running_scheduler(backend_url, registry) as scheduler:
@@ -41,3 +44,6 @@ async def test_the_job_that_blocks_the_loop_is_named_and_the_others_are_not(
     assert warnings and {entry["job_id"] for entry in warnings} == {"blocker"}
     assert warnings[0]["run_id"] == blocked.run_id
     assert warnings[0]["blocked_seconds"] >= 1.0
+    with TestClient(create_app(Settings(backend_url=backend_url))) as client:
+        detail = client.get(f"/api/v1/runs/{blocked.run_id}").json()
+    assert detail["event_loop_blocked_seconds"] == blocked.event_loop_blocked_seconds

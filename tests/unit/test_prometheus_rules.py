@@ -38,6 +38,7 @@ ALERTS = {
     "SundialJobNotSucceededRecently",
     "SundialJobMissedRuns",
     "SundialJobSkippedOverlap",
+    "SundialJobBlocksEventLoop",
     "SundialJobLagHigh",
     "SundialMemoryHigh",
     "SundialSchedulerRestarting",
@@ -194,6 +195,7 @@ def test_for_override_shortens_every_pending_period(promtool: list[str], tmp_pat
 OTHER_TARGET = conventions.Target(
     scheduler='namespace="prod",service="sundial-scheduler"',
     api='namespace="prod",service="sundial-api"',
+    worker='namespace="prod",service="sundial-worker"',
     runbook_url="https://wiki.example.org/sundial/runbook",
     grafana_url="https://grafana.example.org",
 )
@@ -204,6 +206,7 @@ RELABEL = {
         "service": "sundial-scheduler",
     },
     conventions.API.name: {"job": "pods", "namespace": "prod", "service": "sundial-api"},
+    conventions.WORKER_JOB: {"job": "pods", "namespace": "prod", "service": "sundial-worker"},
 }
 _DEFAULT_JOB = re.compile(r'job="({})"'.format("|".join(RELABEL)))
 
@@ -255,6 +258,8 @@ def test_rules_for_other_selectors_pass_the_same_unit_tests(
                 OTHER_TARGET.scheduler,
                 "--api-selector",
                 OTHER_TARGET.api,
+                "--worker-selector",
+                OTHER_TARGET.worker,
                 "--runbook-url",
                 OTHER_TARGET.runbook_url,
                 "--grafana-url",
@@ -280,7 +285,7 @@ def test_rules_for_other_selectors_pass_the_same_unit_tests(
 def test_the_default_rules_select_only_the_default_scrape_jobs() -> None:
     # With OTHER_TARGET's selectors swapped back, the two rule files are one.
     other = rules.render(rules.build_groups(target=OTHER_TARGET))
-    for name in ("scheduler", "api", "runbook_url", "grafana_url"):
+    for name in ("scheduler", "api", "worker", "runbook_url", "grafana_url"):
         other = other.replace(
             getattr(OTHER_TARGET, name), getattr(conventions.DEFAULT_TARGET, name)
         )
