@@ -179,8 +179,14 @@ class Bench:
     def stored_rows(self, backend: str) -> None:
         count = self.plan.catalog_jobs
         rng = random.Random(7)
-        self.log(f"{backend}: filling catalog and store with {count:,} jobs")
         try:
+            self.log(f"{backend}: scheduler memory with no stored jobs")
+            with self.scratch.backend(backend) as url:
+                baseline = {
+                    side: measure_memory(side, url, log=self.workdir / "workers.log")
+                    for side in SIDES
+                }
+            self.log(f"{backend}: filling catalog and store with {count:,} jobs")
             with self.scratch.backend(backend) as url:
                 filled = fill(url, count)
                 self.detail(backend, "fill", filled | {"jobs": count})
@@ -194,8 +200,8 @@ class Bench:
                     side: measure_memory(side, url, log=self.workdir / "workers.log")
                     for side in ("plain", "sundial")
                 }
-                self.detail(backend, "memory", memory)
-                self._memory_rows(backend, count, memory)
+                self.detail(backend, "memory", memory | {"baseline": baseline})
+                self._memory_rows(backend, count, memory, baseline)
         except Exception as error:
             self.console.log(f"[red]{backend} stored-job benchmarks failed: {error}[/red]")
             self.rows.append(
@@ -227,8 +233,37 @@ class Bench:
                 )
             )
 
-    def _memory_rows(self, backend: str, count: int, memory: dict[str, Any]) -> None:
+    def _memory_rows(
+        self, backend: str, count: int, memory: dict[str, Any], baseline: dict[str, Any]
+    ) -> None:
         ours, theirs = memory["sundial"], memory["plain"]
+
+        def per_job(side: str) -> float:
+            grown = memory[side]["steady"]["VmRSS"] - baseline[side]["steady"]["VmRSS"]
+            return float(grown / count)
+
+        self.rows.append(
+            Row(
+                backend,
+                f"scheduler RSS per job above an empty one, {count:,} jobs",
+                "KiB",
+                per_job("sundial"),
+                per_job("plain"),
+                f"empty: Sundial {baseline['sundial']['steady']['VmRSS'] / 1024:,.0f} MiB, "
+                f"plain {baseline['plain']['steady']['VmRSS'] / 1024:,.0f} MiB; target ≤ 4 KiB",
+            )
+        )
+        self.rows.append(
+            Row(
+                backend,
+                f"one /metrics scrape, {count:,} jobs",
+                "s",
+                ours["scrape_s"],
+                None,
+                f"{ours['scrape_bytes'] / 2**20:,.0f} MiB of text; plain exports no metrics; "
+                "target < 1 s",
+            )
+        )
         self.rows.append(
             Row(
                 backend,

@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -232,9 +233,25 @@ async def sundial_memory(url: str) -> dict[str, Any]:
     await asyncio.to_thread(scheduler.writer.flush, START_SECONDS)
     settled_s = time.monotonic() - begun
     await asyncio.sleep(SETTLE_SECONDS)
-    return {"jobs": len(scheduler.catalog.views()), "ready_s": ready_s, "settled_s": settled_s} | {
-        "steady": memory_kib()
+    steady = memory_kib()
+    assert scheduler.http is not None
+    scrape_s, scrape_bytes = await asyncio.to_thread(scrape, scheduler.http.port)
+    return {
+        "jobs": len(scheduler.catalog.views()),
+        "ready_s": ready_s,
+        "settled_s": settled_s,
+        "steady": steady,
+        "scrape_s": scrape_s,
+        "scrape_bytes": scrape_bytes,
     }
+
+
+def scrape(port: int) -> tuple[float, int]:
+    """Seconds one ``GET /metrics`` takes, as Prometheus would make it (uncompressed), and bytes."""
+    begun = time.perf_counter()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as response:
+        size = len(response.read())
+    return time.perf_counter() - begun, size
 
 
 async def plain_memory(url: str) -> dict[str, Any]:

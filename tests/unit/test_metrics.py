@@ -453,7 +453,7 @@ def test_the_exposition_text_carries_the_same_samples_as_the_registry(
             if not sample.name.endswith("_created")
         }
 
-    parsed = samples(text_string_to_metric_families(metrics.exposition().decode()))
+    parsed = samples(text_string_to_metric_families(b"".join(metrics.exposition()).decode()))
     assert parsed == samples(registry.collect())
     assert ("sundial_job_duration_seconds_bucket", (("job_id", "sync"), ("le", "30.0")), 0.0) in (
         parsed

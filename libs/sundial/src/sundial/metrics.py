@@ -5,6 +5,8 @@ Every metric is described for operators in ``docs/metrics.md``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -63,11 +65,11 @@ class SchedulerMetrics:
         self.backend_up.labels(backend).set(0)
         self.leader.labels(instance_id).set(0)
 
-    def exposition(self) -> bytes:
-        """The registry in the text format, the per-job series written without sample objects."""
+    def exposition(self) -> Iterator[bytes]:
+        """The registry in the text format, in chunks; per-job series without sample objects."""
         with self.series.rendered_apart():
-            head = generate_latest(self.registry)
-        return head + self.series.text()
+            yield generate_latest(self.registry)
+        yield from self.series.text()
 
     def set_version(self, version: str) -> None:
         self.build_info.labels(version).set(1)
@@ -84,7 +86,7 @@ class SchedulerMetrics:
 
     def job_known(self, view: JobView) -> None:
         """Create or refresh every series of a job (at 0 for counts it has not seen)."""
-        info = (view.id, view.name, view.trigger_text, str(view.options.critical).lower())
+        info = (view.id, view.name, view.trigger_text, "true" if view.options.critical else "false")
         record = self.series.add(info)
         record.info = info
         record.timeout = float(view.options.timeout_seconds or 0)
