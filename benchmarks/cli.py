@@ -19,6 +19,7 @@ from benchmarks.catalog import fill, plain_api, sundial_api
 from benchmarks.failover import measure_failover
 from benchmarks.lag import SIDES, LagPlan, LagResult, measure_lag
 from benchmarks.memory import measure_memory
+from benchmarks.monitor import measure_monitor
 from benchmarks.report import Row, render
 from benchmarks.scratch import BACKENDS, Scratch
 from benchmarks.stats import load
@@ -286,6 +287,32 @@ class Bench:
             )
         )
 
+    # -- the event-loop monitor ---------------------------------------------------------
+    def monitor_row(self, backend: str) -> None:
+        self.log(f"{backend}: event-loop monitor on vs off")
+        try:
+            with self.scratch.backend(backend) as url:
+                report = measure_monitor(url, log=self.workdir / "workers.log")
+        except Exception as error:
+            self.console.log(f"[red]{backend} monitor cost failed: {error}[/red]")
+            self.rows.append(Row(backend, "event-loop monitor cost", "%", None, None, str(error)))
+            return
+        self.detail(backend, "monitor", report)
+        on, off = report["best"]["on"], report["best"]["off"]
+        offs = [sample["cpu_s"] for sample in report["samples"]["off"]]
+        noise = (max(offs) - min(offs)) / min(offs) * 100 if min(offs) else 0.0
+        self.rows.append(
+            Row(
+                backend,
+                f"event-loop monitor: extra CPU, {report['jobs']} async jobs/s",
+                "%",
+                (on - off) / off * 100 if off else None,
+                None,
+                f"CPU over {report['seconds']}s: on {on:.2f}s, off {off:.2f}s (best of "
+                f"2 each; two off runs differ by {noise:.1f} %); target ≤ 1 %; plain: no monitor",
+            )
+        )
+
     # -- failover -----------------------------------------------------------------------
     def failover_row(self, backend: str) -> None:
         if self.plan.kills == 0:
@@ -326,6 +353,7 @@ class Bench:
         measured = self.lag_rows(backend)
         self.throughput_row(backend, measured)
         self.stored_rows(backend)
+        self.monitor_row(backend)
         self.failover_row(backend)
         self.details[backend]["load_at_end"] = load()
 

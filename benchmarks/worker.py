@@ -2,6 +2,7 @@
 
 ``python -m benchmarks.worker lag sundial URL --jobs N --warmup S --fires K``
 ``python -m benchmarks.worker memory plain URL``
+``python -m benchmarks.worker monitor sundial URL --jobs N --fires K --monitor off``
 
 Each scenario gets a process of its own, so that one side's threads, caches and garbage
 never weigh on the other's numbers, and so that memory is one scheduler's alone.
@@ -254,6 +255,34 @@ def scrape(port: int) -> tuple[float, int]:
     return time.perf_counter() - begun, size
 
 
+# -- the event-loop monitor's cost --------------------------------------------------------
+async def monitor_cost(url: str, jobs: int, seconds: int, monitor: bool) -> dict[str, Any]:
+    """CPU seconds of a Sundial leader running ``jobs`` async jobs every second, over a window.
+
+    ``monitor`` False sets the blocked-loop threshold to 0, which turns the monitor off.
+    """
+    production_logging()
+    registry = Registry()
+    for index in range(jobs):
+        registry.job(every(seconds=1), id=job_id(index), max_instances=MAX_INSTANCES)(probe.tick)
+    settings = sundial_settings(url).model_copy(
+        update={} if monitor else {"event_loop_blocked_seconds": 0.0}
+    )
+    scheduler = SundialScheduler(settings, registry=registry, metrics_registry=CollectorRegistry())
+    task = asyncio.create_task(scheduler.run())
+    if not await until(lambda: scheduler.scheduling or task.done(), START_SECONDS):
+        raise RuntimeError("Sundial did not start scheduling")
+    await asyncio.sleep(3)  # past the first fires and the catalog rewrite
+    start, end = window_after(0, seconds)
+    await asyncio.sleep(start - time.time())
+    cpu = time.process_time()
+    await asyncio.sleep(end - time.time())
+    cpu_s = time.process_time() - cpu
+    scheduler.request_stop()
+    await task
+    return {"cpu_s": cpu_s, "runs": probe.started_between(start, end), "monitor": monitor}
+
+
 async def plain_memory(url: str) -> dict[str, Any]:
     """Plain APScheduler running on the same store; then once more after ``get_jobs()``."""
     scheduler = AsyncIOScheduler(jobstores={"default": plain_store(url)}, timezone=UTC)
@@ -270,15 +299,19 @@ async def plain_memory(url: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
-    parser.add_argument("what", choices=("lag", "memory"))
+    parser.add_argument("what", choices=("lag", "memory", "monitor"))
     parser.add_argument("side", choices=("sundial", "plain"))
     parser.add_argument("url")
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--fires", type=int, default=5)
     parser.add_argument("--patience", type=float, default=5)
+    parser.add_argument("--monitor", choices=("on", "off"), default="on")
     args = parser.parse_args()
-    if args.what == "lag":
+    if args.what == "monitor":
+        on = args.monitor == "on"
+        result = asyncio.run(monitor_cost(args.url, args.jobs, args.fires, on))
+    elif args.what == "lag":
         measure = sundial_lag if args.side == "sundial" else plain_lag
         result = asyncio.run(measure(args.url, args.jobs, args.warmup, args.fires, args.patience))
     else:
