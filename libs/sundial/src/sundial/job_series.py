@@ -16,7 +16,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from itertools import accumulate, chain, repeat
+from itertools import chain, repeat
 from typing import cast
 
 from prometheus_client.core import (
@@ -79,13 +79,20 @@ class JobRecord:
         self.last_failure = 0.0
         self.blocked = 0.0
 
+    # Bucket counts are kept cumulative (as exposed: each counts what is at most its
+    # bound), so that a scrape does no arithmetic per job.
     def observe_duration(self, seconds: float) -> None:
-        self.duration[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        _observe(self.duration, bisect.bisect_left(DURATION_BUCKETS, seconds))
         self.duration_sum += seconds
 
     def observe_lag(self, seconds: float) -> None:
-        self.lag[bisect.bisect_left(LAG_BUCKETS, seconds)] += 1
+        _observe(self.lag, bisect.bisect_left(LAG_BUCKETS, seconds))
         self.lag_sum += seconds
+
+
+def _observe(cumulative: list[int], first: int) -> None:
+    for index in range(first, len(cumulative)):
+        cumulative[index] += 1
 
 
 #: (name, help, value of a record or None for no sample)
@@ -191,8 +198,7 @@ class JobSeries(Collector):
         for name, doc, bounds, field in _HISTOGRAMS:
             histogram = HistogramMetricFamily(name, doc, labels=("job_id",))
             for record in records:
-                counts = getattr(record, field)
-                cumulative = list(accumulate(counts))
+                cumulative = getattr(record, field)
                 histogram.add_metric(
                     (record.info[0],),
                     [
@@ -234,9 +240,7 @@ class JobSeries(Collector):
         yield _lines(f"{name}{{", labels, "} ", [repr(r.blocked) for r in records])
         for name, doc, bounds, field in _HISTOGRAMS:
             yield f"# HELP {name} {doc}\n# TYPE {name} histogram\n".encode()
-            cumulative = _columns(
-                [list(accumulate(getattr(r, field))) for r in records], len(bounds) + 1
-            )
+            cumulative = _columns([getattr(r, field) for r in records], len(bounds) + 1)
             for bound, counts in zip((*bounds, math.inf), cumulative, strict=True):
                 le = f',le="{_go_float(bound)}"}} '
                 yield _lines(f"{name}_bucket{{", labels, le, list(map(str, counts)))
