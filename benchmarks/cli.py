@@ -261,7 +261,8 @@ class Bench:
                 "s",
                 ours["scrape_s"],
                 None,
-                f"{ours['scrape_bytes'] / 2**20:,.0f} MiB of text; plain exports no metrics; "
+                f"{ours['scrape_bytes'] / 2**20:,.0f} MiB of text, peak RSS then "
+                f"{ours['after_scrape']['VmHWM'] / 1024:,.0f} MiB; plain exports no metrics; "
                 "target < 1 s",
             )
         )
