@@ -14,10 +14,11 @@ from __future__ import annotations
 import bisect
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import chain, repeat
-from typing import cast
+from itertools import chain, compress, repeat
+from operator import attrgetter
+from typing import Any, cast
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -95,31 +96,44 @@ def _observe(cumulative: list[int], first: int) -> None:
         cumulative[index] += 1
 
 
-#: (name, help, value of a record or None for no sample)
-_GAUGES: tuple[tuple[str, str, Callable[[JobRecord], float | None]], ...] = (
-    ("sundial_job_next_run_timestamp_seconds", "Next fire time", lambda r: r.next_run),
-    ("sundial_job_running", "Runs in progress", lambda r: float(len(r.running or ()))),
+def _field(name: str) -> Callable[[list[JobRecord]], list[Any]]:
+    get = attrgetter(name)
+    return lambda records: list(map(get, records))
+
+
+def _running(records: list[JobRecord]) -> list[float]:
+    return [float(len(r.running)) if r.running else 0.0 for r in records]
+
+
+def _running_since(records: list[JobRecord]) -> list[float]:
+    return [min(r.running) if r.running else 0.0 for r in records]
+
+
+#: (name, help, the value of each record, None for no sample)
+_GAUGES: tuple[tuple[str, str, Callable[[list[JobRecord]], list[Any]]], ...] = (
+    ("sundial_job_next_run_timestamp_seconds", "Next fire time", _field("next_run")),
+    ("sundial_job_running", "Runs in progress", _running),
     (
         "sundial_job_running_since_timestamp_seconds",
         "Start of the oldest run in progress (0 when none)",
-        lambda r: min(r.running) if r.running else 0.0,
+        _running_since,
     ),
     (
         "sundial_job_last_success_timestamp_seconds",
         "Last successful finish",
-        lambda r: r.last_success,
+        _field("last_success"),
     ),
     (
         "sundial_job_last_failure_timestamp_seconds",
         "Last failed or timed-out finish",
-        lambda r: r.last_failure,
+        _field("last_failure"),
     ),
     (
         "sundial_job_expected_interval_seconds",
         "Usual time between fires",
-        lambda r: r.expected_interval,
+        _field("expected_interval"),
     ),
-    ("sundial_job_timeout_seconds", "Run timeout (0 = none)", lambda r: r.timeout),
+    ("sundial_job_timeout_seconds", "Run timeout (0 = none)", _field("timeout")),
 )
 _BLOCKED = (
     "sundial_job_event_loop_blocked_seconds",
@@ -185,10 +199,10 @@ class JobSeries(Collector):
             for outcome, count in zip(OUTCOMES, record.runs, strict=True):
                 runs.add_metric((record.info[0], outcome), count)
         yield runs
-        for name, doc, value in _GAUGES:
+        for name, doc, values in _GAUGES:
             gauge = GaugeMetricFamily(name, doc, labels=("job_id",))
-            for record in records:
-                if (number := value(record)) is not None:
+            for record, number in zip(records, values(records), strict=True):
+                if number is not None:
                     gauge.add_metric((record.info[0],), number)
             yield gauge
         blocked = CounterMetricFamily(*_BLOCKED, labels=("job_id",))
@@ -229,24 +243,21 @@ class JobSeries(Collector):
         yield f"# HELP {name} Runs by outcome\n# TYPE {name} counter\n".encode()
         runs = _columns([r.runs for r in records], len(OUTCOMES))
         for outcome, counts in zip(OUTCOMES, runs, strict=True):
-            yield _lines(f"{name}{{", labels, f',outcome="{outcome}"}} ', list(map(str, counts)))
-        for name, doc, value in _GAUGES:
+            yield _lines(f"{name}{{", labels, f',outcome="{outcome}"}} ', counts)
+        for name, doc, values in _GAUGES:
             yield f"# HELP {name} {doc}\n# TYPE {name} gauge\n".encode()
-            pairs = [(r.label, number) for r in records if (number := value(r)) is not None]
-            numbers = [repr(float(number)) for _, number in pairs]
-            yield _lines(f"{name}{{", [label for label, _ in pairs], "} ", numbers)
+            yield _lines(f"{name}{{", labels, "} ", values(records))
         name = f"{_BLOCKED[0]}_total"
         yield f"# HELP {name} {_BLOCKED[1]}\n# TYPE {name} counter\n".encode()
-        yield _lines(f"{name}{{", labels, "} ", [repr(r.blocked) for r in records])
+        yield _lines(f"{name}{{", labels, "} ", _field("blocked")(records))
         for name, doc, bounds, field in _HISTOGRAMS:
             yield f"# HELP {name} {doc}\n# TYPE {name} histogram\n".encode()
             cumulative = _columns([getattr(r, field) for r in records], len(bounds) + 1)
             for bound, counts in zip((*bounds, math.inf), cumulative, strict=True):
                 le = f',le="{_go_float(bound)}"}} '
-                yield _lines(f"{name}_bucket{{", labels, le, list(map(str, counts)))
-            yield _lines(f"{name}_count{{", labels, "} ", list(map(str, cumulative[-1])))
-            sums = [repr(getattr(r, f"{field}_sum")) for r in records]
-            yield _lines(f"{name}_sum{{", labels, "} ", sums)
+                yield _lines(f"{name}_bucket{{", labels, le, counts)
+            yield _lines(f"{name}_count{{", labels, "} ", cumulative[-1])
+            yield _lines(f"{name}_sum{{", labels, "} ", _field(f"{field}_sum")(records))
 
 
 def _columns(rows: list[list[int]], width: int) -> list[tuple[int, ...]]:
@@ -254,13 +265,21 @@ def _columns(rows: list[list[int]], width: int) -> list[tuple[int, ...]]:
     return list(zip(*rows, strict=True)) or [()] * width
 
 
-def _lines(head: str, labels: list[str], middle: str, values: list[str]) -> bytes:
-    """``head + label + middle + value`` on a line each, joined without a loop in Python."""
-    if values and values.count(values[0]) == len(values):
+def _lines(head: str, labels: list[str], middle: str, values: Sequence[float | None]) -> bytes:
+    """``head + label + middle + value`` on a line per job, joined without a loop in Python.
+
+    A job whose value is None gets no line.
+    """
+    if None in values:
+        labels = list(compress(labels, [value is not None for value in values]))
+        values = [value for value in values if value is not None]
+    if not values:
+        return b""
+    if values.count(values[0]) == len(values):
         # Every job shows the same number (counts at rest): one join over the labels.
-        tail = f"{middle}{values[0]}\n"
+        tail = f"{middle}{values[0]!r}\n"
         return (head + (tail + head).join(labels) + tail).encode()
-    pieces = zip(repeat(head), labels, repeat(middle), values, repeat("\n"))
+    pieces = zip(repeat(head), labels, repeat(middle), map(repr, values), repeat("\n"))
     return "".join(chain.from_iterable(pieces)).encode()
 
 
