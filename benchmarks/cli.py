@@ -19,6 +19,7 @@ from benchmarks.catalog import fill, plain_api, sundial_api
 from benchmarks.failover import measure_failover
 from benchmarks.lag import SIDES, LagPlan, LagResult, measure_lag
 from benchmarks.memory import measure_memory
+from benchmarks.monitor import measure_monitor
 from benchmarks.queue import QueueBench, QueuePlan
 from benchmarks.report import Row, render
 from benchmarks.scratch import BACKENDS, Scratch
@@ -37,7 +38,7 @@ LEASE_SECONDS = 10.0
 #: the table's width when stdout is not a terminal (rich would assume 80 columns)
 TABLE_WIDTH = 180
 #: what ``--only`` can pick; every one runs by default, on each backend in this order
-SCENARIOS = ("lag", "stored", "queue", "failover")
+SCENARIOS = ("lag", "stored", "monitor", "queue", "failover")
 
 
 @dataclass(frozen=True)
@@ -190,8 +191,14 @@ class Bench:
     def stored_rows(self, backend: str) -> None:
         count = self.plan.catalog_jobs
         rng = random.Random(7)
-        self.log(f"{backend}: filling catalog and store with {count:,} jobs")
         try:
+            self.log(f"{backend}: scheduler memory with no stored jobs")
+            with self.scratch.backend(backend) as url:
+                baseline = {
+                    side: measure_memory(side, url, log=self.workdir / "workers.log")
+                    for side in SIDES
+                }
+            self.log(f"{backend}: filling catalog and store with {count:,} jobs")
             with self.scratch.backend(backend) as url:
                 filled = fill(url, count)
                 self.detail(backend, "fill", filled | {"jobs": count})
@@ -205,8 +212,8 @@ class Bench:
                     side: measure_memory(side, url, log=self.workdir / "workers.log")
                     for side in ("plain", "sundial")
                 }
-                self.detail(backend, "memory", memory)
-                self._memory_rows(backend, count, memory)
+                self.detail(backend, "memory", memory | {"baseline": baseline})
+                self._memory_rows(backend, count, memory, baseline)
         except Exception as error:
             self.console.log(f"[red]{backend} stored-job benchmarks failed: {error}[/red]")
             self.rows.append(
@@ -238,8 +245,40 @@ class Bench:
                 )
             )
 
-    def _memory_rows(self, backend: str, count: int, memory: dict[str, Any]) -> None:
+    def _memory_rows(
+        self, backend: str, count: int, memory: dict[str, Any], baseline: dict[str, Any]
+    ) -> None:
         ours, theirs = memory["sundial"], memory["plain"]
+
+        def per_job(side: str, reading: str, value: str) -> float:
+            grown = memory[side][reading][value] - baseline[side]["steady"]["VmRSS"]
+            return float(grown / count)
+
+        self.rows.append(
+            Row(
+                backend,
+                f"scheduler RSS per job above an empty one, {count:,} jobs",
+                "KiB",
+                per_job("sundial", "steady", "VmRSS"),
+                per_job("plain", "after_get_jobs", "VmHWM"),
+                f"empty: Sundial {baseline['sundial']['steady']['VmRSS'] / 1024:,.0f} MiB, "
+                f"plain {baseline['plain']['steady']['VmRSS'] / 1024:,.0f} MiB; plain holds "
+                "no job between reads: its peak while get_jobs() holds them all; "
+                "target ≤ 4 KiB",
+            )
+        )
+        self.rows.append(
+            Row(
+                backend,
+                f"one /metrics scrape, {count:,} jobs",
+                "s",
+                ours["scrape_s"],
+                None,
+                f"{ours['scrape_bytes'] / 2**20:,.0f} MiB of text, peak RSS then "
+                f"{ours['after_scrape']['VmHWM'] / 1024:,.0f} MiB; plain exports no metrics; "
+                "target < 1 s",
+            )
+        )
         self.rows.append(
             Row(
                 backend,
@@ -259,6 +298,32 @@ class Bench:
                 ours["steady"]["VmHWM"] / 1024,
                 theirs["after_get_jobs"]["VmHWM"] / 1024,
                 "plain: peak after one get_jobs()",
+            )
+        )
+
+    # -- the event-loop monitor ---------------------------------------------------------
+    def monitor_row(self, backend: str) -> None:
+        self.log(f"{backend}: event-loop monitor on vs off")
+        try:
+            with self.scratch.backend(backend) as url:
+                report = measure_monitor(url, log=self.workdir / "workers.log")
+        except Exception as error:
+            self.console.log(f"[red]{backend} monitor cost failed: {error}[/red]")
+            self.rows.append(Row(backend, "event-loop monitor cost", "%", None, None, str(error)))
+            return
+        self.detail(backend, "monitor", report)
+        on, off = report["best"]["on"], report["best"]["off"]
+        offs = [sample["cpu_s"] for sample in report["samples"]["off"]]
+        noise = (max(offs) - min(offs)) / min(offs) * 100 if min(offs) else 0.0
+        self.rows.append(
+            Row(
+                backend,
+                f"event-loop monitor: extra CPU, {report['jobs']} async jobs/s",
+                "%",
+                (on - off) / off * 100 if off else None,
+                None,
+                f"CPU over {report['seconds']}s: on {on:.2f}s, off {off:.2f}s (best of "
+                f"2 each; two off runs differ by {noise:.1f} %); target ≤ 1 %; plain: no monitor",
             )
         )
 
@@ -323,6 +388,8 @@ class Bench:
             self.throughput_row(backend, measured)
         if "stored" in self.scenarios:
             self.stored_rows(backend)
+        if "monitor" in self.scenarios:
+            self.monitor_row(backend)
         if "queue" in self.scenarios:
             self.queue_rows(backend)
         if "failover" in self.scenarios:

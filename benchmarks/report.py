@@ -36,6 +36,10 @@ def _value(value: float | None, unit: str) -> str:
     if unit == "s":
         ms = value * 1000
         return f"{ms:,.1f} ms" if ms < 10 else f"{ms:,.0f} ms"
+    if unit == "KiB":
+        return f"{value:,.1f} KiB"
+    if unit == "%":
+        return f"{value:,.2f} %"
     if unit == "MiB":
         return f"{value:,.0f} MiB"
     return f"{value:,.0f} {unit}"

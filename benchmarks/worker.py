@@ -2,6 +2,7 @@
 
 ``python -m benchmarks.worker lag sundial URL --jobs N --warmup S --fires K``
 ``python -m benchmarks.worker memory plain URL``
+``python -m benchmarks.worker monitor sundial URL --jobs N --fires K --monitor off``
 
 Each scenario gets a process of its own, so that one side's threads, caches and garbage
 never weigh on the other's numbers, and so that memory is one scheduler's alone.
@@ -15,6 +16,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -232,9 +235,70 @@ async def sundial_memory(url: str) -> dict[str, Any]:
     await asyncio.to_thread(scheduler.writer.flush, START_SECONDS)
     settled_s = time.monotonic() - begun
     await asyncio.sleep(SETTLE_SECONDS)
-    return {"jobs": len(scheduler.catalog.views()), "ready_s": ready_s, "settled_s": settled_s} | {
-        "steady": memory_kib()
+    steady = memory_kib()
+    assert scheduler.http is not None
+    scrape_s, scrape_bytes = await asyncio.to_thread(scrape, scheduler.http.port)
+    after_scrape = memory_kib()
+    return {
+        "jobs": len(scheduler.catalog.views()),
+        "ready_s": ready_s,
+        "settled_s": settled_s,
+        "steady": steady,
+        "scrape_s": scrape_s,
+        "scrape_bytes": scrape_bytes,
+        "after_scrape": after_scrape,
     }
+
+
+#: one timed GET from a process of its own (so that the reader does not share the GIL
+#: with the scheduler it reads) where curl, a native reader like Prometheus, is missing
+_SCRAPE = """
+import sys, time, urllib.request
+begun = time.perf_counter()
+with urllib.request.urlopen(sys.argv[1], timeout=120) as response:
+    size = len(response.read())
+print(time.perf_counter() - begun, size)
+"""
+
+
+def scrape(port: int) -> tuple[float, int]:
+    """Seconds one ``GET /metrics`` takes, as Prometheus would make it (uncompressed), and bytes."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    if curl := shutil.which("curl"):
+        command = [curl, "-sf", "-o", os.devnull, "-w", "%{time_total} %{size_download}", url]
+    else:
+        command = [sys.executable, "-c", _SCRAPE, url]
+    done = subprocess.run(command, capture_output=True, check=True, text=True)
+    seconds, size = done.stdout.split()
+    return float(seconds), int(size)
+
+
+# -- the event-loop monitor's cost --------------------------------------------------------
+async def monitor_cost(url: str, jobs: int, seconds: int, monitor: bool) -> dict[str, Any]:
+    """CPU seconds of a Sundial leader running ``jobs`` async jobs every second, over a window.
+
+    ``monitor`` False sets the blocked-loop threshold to 0, which turns the monitor off.
+    """
+    production_logging()
+    registry = Registry()
+    for index in range(jobs):
+        registry.job(every(seconds=1), id=job_id(index), max_instances=MAX_INSTANCES)(probe.tick)
+    settings = sundial_settings(url).model_copy(
+        update={} if monitor else {"event_loop_blocked_seconds": 0.0}
+    )
+    scheduler = SundialScheduler(settings, registry=registry, metrics_registry=CollectorRegistry())
+    task = asyncio.create_task(scheduler.run())
+    if not await until(lambda: scheduler.scheduling or task.done(), START_SECONDS):
+        raise RuntimeError("Sundial did not start scheduling")
+    await asyncio.sleep(3)  # past the first fires and the catalog rewrite
+    start, end = window_after(0, seconds)
+    await asyncio.sleep(start - time.time())
+    cpu = time.process_time()
+    await asyncio.sleep(end - time.time())
+    cpu_s = time.process_time() - cpu
+    scheduler.request_stop()
+    await task
+    return {"cpu_s": cpu_s, "runs": probe.started_between(start, end), "monitor": monitor}
 
 
 async def plain_memory(url: str) -> dict[str, Any]:
@@ -253,15 +317,19 @@ async def plain_memory(url: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
-    parser.add_argument("what", choices=("lag", "memory"))
+    parser.add_argument("what", choices=("lag", "memory", "monitor"))
     parser.add_argument("side", choices=("sundial", "plain"))
     parser.add_argument("url")
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--fires", type=int, default=5)
     parser.add_argument("--patience", type=float, default=5)
+    parser.add_argument("--monitor", choices=("on", "off"), default="on")
     args = parser.parse_args()
-    if args.what == "lag":
+    if args.what == "monitor":
+        on = args.monitor == "on"
+        result = asyncio.run(monitor_cost(args.url, args.jobs, args.fires, on))
+    elif args.what == "lag":
         measure = sundial_lag if args.side == "sundial" else plain_lag
         result = asyncio.run(measure(args.url, args.jobs, args.warmup, args.fires, args.patience))
     else:

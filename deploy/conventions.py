@@ -208,7 +208,7 @@ TOO_LONG_FLOOR_SECONDS = 300
 TOO_LONG_DEFAULT_SECONDS = 3600
 # One failure may be bad luck; this many in a row is a job that does not recover alone.
 FAILING_REPEATEDLY_RUNS = 3
-# Below the lag histogram's last finite bucket (sundial.metrics.LAG_BUCKETS): a quantile
+# Below the lag histogram's last finite bucket (sundial.job_series.LAG_BUCKETS): a quantile
 # never reads above that bucket, so a threshold at or past it could never fire.
 LAG_P95_SECONDS = 30
 # Headroom before the kernel kills the process at its memory limit.

@@ -43,3 +43,9 @@ async def slow(seconds: float = 2.5) -> None:
 
 async def greet(name: str) -> None:
     _count(f"greet:{name}")
+
+
+async def block_loop(seconds: float = 1.5) -> None:
+    """An async job with a blocking call in it: every other job on the loop stalls."""
+    _count("block_loop")
+    time.sleep(seconds)  # noqa: ASYNC251 - the mistake this job stands for

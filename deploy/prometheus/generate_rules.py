@@ -501,6 +501,22 @@ def job_group(t: Tuning, target: c.Target) -> Group:
                 dashboard_query=JOB_DASHBOARD,
             ),
             Alert(
+                alert="SundialJobBlocksEventLoop",
+                expr=(
+                    "sum by (job_id) (increase(sundial_job_event_loop_blocked_seconds_total"
+                    f"{{{scheduler}}}[1h]) or increase(sundial_job_event_loop_blocked_seconds_total"
+                    f"{{{target.worker}}}[1h])) > 0"
+                ),
+                severity="warning",
+                summary="Sundial job {{ $labels.job_id }} blocks the event loop",
+                description=(
+                    "Async job {{ $labels.job_id }} held the event loop for "
+                    '{{ $value | printf "%.1f" }}s in the last hour, stalling every other '
+                    "async job of its process: blocking code in an async def job."
+                ),
+                dashboard_query=JOB_DASHBOARD,
+            ),
+            Alert(
                 alert="SundialJobLagHigh",
                 expr=(
                     "histogram_quantile(0.95,\n"
@@ -511,8 +527,9 @@ def job_group(t: Tuning, target: c.Target) -> Group:
                 for_="5m",
                 severity="warning",
                 comment=(
-                    "The lag histogram's last finite bucket is 60s (sundial.metrics.LAG_BUCKETS): "
-                    "a quantile never reads above it, so the threshold must stay below."
+                    "The lag histogram's last finite bucket is 60s "
+                    "(sundial.job_series.LAG_BUCKETS): a quantile never reads above it, "
+                    "so the threshold must stay below."
                 ),
                 summary="Sundial job {{ $labels.job_id }} starts late",
                 description=(

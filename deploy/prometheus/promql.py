@@ -47,6 +47,7 @@ _RUNNER_METRICS = PROCESS_METRICS | {
     "sundial_job_last_failure_timestamp_seconds",
     "sundial_job_expected_interval_seconds",
     "sundial_job_timeout_seconds",
+    "sundial_job_event_loop_blocked_seconds_total",
 }
 #: Metric families (as ``# TYPE`` lines name them) by the scrape job that exports them.
 EXPORTED: Mapping[str, frozenset[str]] = {

@@ -236,6 +236,25 @@ def test_the_job_timeout_is_enforced_on_the_worker(stack_for: Any) -> None:
     assert timed_out.duration_seconds < within(0.5)
 
 
+@pytest.mark.parametrize("engine_url", ["postgres"], indirect=True)
+def test_a_worker_names_the_job_that_blocks_its_event_loop(stack_for: Any) -> None:
+    stack: Stack = stack_for(
+        'blocker = job(every(seconds=2), id="blocker")(worker_jobs.block_loop)\n'
+        'polite = job(every(seconds=1), id="polite")(worker_jobs.quick)\n',
+        SUNDIAL_WORKER_CONCURRENCY="4",
+    )
+
+    blocked: Run = stack.wait(
+        "a finished run of blocker",
+        lambda: next((r for r in stack.runs("blocker") if r.outcome is Outcome.SUCCESS), None),
+    )
+    polite = [r for r in stack.runs("polite") if r.outcome is Outcome.SUCCESS]
+
+    assert blocked.instance_id in stack.worker_ids()
+    assert 1.0 <= blocked.event_loop_blocked_seconds < 3.0
+    assert polite and all(r.event_loop_blocked_seconds == 0.0 for r in polite)
+
+
 def test_sigterm_lets_a_worker_finish_its_run(stack_for: Any) -> None:
     stack: Stack = stack_for(
         'long_sync = job(every(seconds=3), id="long_sync", max_instances=1)'

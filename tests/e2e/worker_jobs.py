@@ -59,3 +59,8 @@ def long_sync() -> None:
 async def hang() -> None:
     with executed():
         await asyncio.sleep(30)
+
+
+async def block_loop() -> None:
+    with executed():
+        time.sleep(1.5)  # noqa: ASYNC251 - blocking code in an async job, on purpose

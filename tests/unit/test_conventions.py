@@ -13,7 +13,7 @@ import pytest
 import yaml
 from deploy_modules import DEPLOY, load_deploy_module
 
-from sundial.metrics import LAG_BUCKETS
+from sundial.job_series import LAG_BUCKETS
 
 conventions = load_deploy_module("conventions", "conventions.py")
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from sundial.metrics import SchedulerMetrics
 from sundial.models import FINAL_OUTCOMES, JobOptions, JobState, JobView, Outcome, Run
@@ -428,3 +429,37 @@ def test_changing_the_timeout_updates_the_gauge(
     metrics.job_known(make_view(options=JobOptions(timeout_seconds=300, critical=True)))
 
     assert value(registry, "sundial_job_timeout_seconds", job_id="sync") == 300
+
+
+# -- the /metrics text ------------------------------------------------------------------
+
+
+def test_the_exposition_text_carries_the_same_samples_as_the_registry(
+    metrics: SchedulerMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.job_known(make_view("sync"))
+    metrics.job_known(make_view("odd", name='A "quoted"\\name', expected_interval_seconds=None))
+    metrics.set_next_run("odd", None)
+    run = make_run("sync", started_at=T0 + timedelta(seconds=1))
+    metrics.run_started(run)
+    metrics.run_finished(finished(run, Outcome.SUCCESS, seconds=42))
+    metrics.run_started(make_run("odd"))
+
+    def samples(families: Any) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+        return {
+            (sample.name, tuple(sorted(sample.labels.items())), sample.value)
+            for family in families
+            for sample in family.samples
+            if not sample.name.endswith("_created")
+        }
+
+    parsed = samples(text_string_to_metric_families(b"".join(metrics.exposition()).decode()))
+    assert parsed == samples(registry.collect())
+    assert ("sundial_job_duration_seconds_bucket", (("job_id", "sync"), ("le", "30.0")), 0.0) in (
+        parsed
+    )
+    assert ("sundial_job_duration_seconds_bucket", (("job_id", "sync"), ("le", "120.0")), 1.0) in (
+        parsed
+    )
+    info = (("critical", "true"), ("job_id", "odd"), ("name", 'A "quoted"\\name'))
+    assert ("sundial_job_info", (*info, ("trigger", "every 15 minutes")), 1.0) in parsed

@@ -38,6 +38,7 @@ ALERTS = {
     "SundialJobNotSucceededRecently",
     "SundialJobMissedRuns",
     "SundialJobSkippedOverlap",
+    "SundialJobBlocksEventLoop",
     "SundialJobLagHigh",
     "SundialMemoryHigh",
     "SundialSchedulerRestarting",

@@ -26,6 +26,7 @@ from sundial.models import FINAL_OUTCOMES, JobOptions, JobView, Outcome, Run, ut
 from sundial.triggers import IntervalSpec
 from sundial_scheduler import writer as writer_module
 from sundial_scheduler.claims import ClaimBatcher
+from sundial_scheduler.loop_monitor import LoopMonitor
 from sundial_scheduler.runner import Invocation, Runner
 from sundial_scheduler.writer import BackendWriter
 
@@ -54,6 +55,7 @@ class Harness:
             job_pool=self.job_pool,
             io_pool=self.io_pool,
             may_run=lambda: self.leading,
+            loop_monitor=LoopMonitor(threshold=0, on_blocked=lambda *_: None),
         )
 
     def invocation(

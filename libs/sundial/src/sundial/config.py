@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     run_retention_days: int = Field(default=30, ge=1)
     leader_lease_seconds: float = Field(default=10, gt=0.5, le=600)
     shutdown_grace_seconds: float = Field(default=30, ge=0)
+    #: an async job holding the event loop this long is named in a warning; 0 turns it off
+    event_loop_blocked_seconds: float = Field(default=0.5, ge=0)
     metrics_port: int = Field(default=9100, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"
     api_token: str | None = None

@@ -167,11 +167,19 @@ class Run(BaseModel):
     queue: str | None = None
     #: when a queued run may start (a retry waits out its backoff); None: at its fire time
     due_at: datetime | None = None
+    #: how long this async run held the event loop without yielding (blocks past the
+    #: process's threshold only); 0 for a run that never did
+    event_loop_blocked_seconds: float = 0.0
 
     def finish(
-        self, outcome: Outcome, *, error: BaseException | None = None, tb: str | None = None
+        self,
+        outcome: Outcome,
+        *,
+        error: BaseException | None = None,
+        tb: str | None = None,
+        blocked: float = 0.0,
     ) -> Run:
-        """A copy of this run, finished now with ``outcome``."""
+        """A copy of this run, finished now with ``outcome`` (``blocked``: loop time held)."""
         finished = utcnow()
         started = self.started_at or finished
         return self.model_copy(
@@ -185,6 +193,7 @@ class Run(BaseModel):
                 if error is not None
                 else self.error_message,
                 "traceback": truncate(tb, MAX_TRACEBACK_CHARS) if tb else self.traceback,
+                "event_loop_blocked_seconds": self.event_loop_blocked_seconds + blocked,
             }
         )
 

@@ -141,6 +141,10 @@ class RunOut(BaseModel):
     error_message: str | None
     traceback: str | None = Field(description="recorded traceback, truncated")
     instance_id: str
+    event_loop_blocked_seconds: float = Field(
+        description="time this async run blocked the event loop (each block past the "
+        "process's SUNDIAL_EVENT_LOOP_BLOCKED_SECONDS); 0 if it never did"
+    )
 
 
 class RunPage(BaseModel):

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -22,6 +23,9 @@ from sundial.models import JobSource, JobState, JobView, utcnow
 from sundial_scheduler.writer import BackendWriter
 
 log = structlog.get_logger("sundial.catalog")
+
+#: fields of a catalog entry that are immutable and often equal between jobs
+_SHARED_FIELDS = ("func", "trigger", "trigger_text", "options", "fingerprint", "source")
 
 
 def with_next_run(view: JobView, next_run_time: datetime | None) -> JobView:
@@ -84,6 +88,8 @@ class Catalog:
         self._writer = writer
         self._metrics = metrics
         self._views: dict[str, JobView] = {}
+        #: frozen parts (options, triggers, texts) that many jobs share, kept once
+        self._shared: dict[Any, Any] = {}
         self._lock = threading.Lock()
 
     def view(self, job_id: str) -> JobView | None:
@@ -99,8 +105,9 @@ class Catalog:
 
         Blocking (it reads run summaries to seed the last success and failure metrics).
         """
+        compact = {job_id: self._compact(view) for job_id, view in views.items()}
         with self._lock:
-            self._views = dict(views)
+            self._views = compact
         for job_id in stored.keys() - views.keys():
             self._writer.delete_job(job_id)
         changed = [view for view in views.values() if stored.get(view.id) != view]
@@ -116,9 +123,30 @@ class Catalog:
             )
         log.info("jobs.synced", jobs=len(views), changed=len(changed))
 
+    def _compact(self, view: JobView) -> JobView:
+        """``view``, its frozen parts replaced by equal ones another job already holds.
+
+        A leader may hold a hundred thousand jobs, most of them with default options and
+        one of a few triggers and functions; each of those is then kept once.
+        """
+        share = self._shared.setdefault
+        compact = view.model_copy(
+            update={
+                name: share(value, value)
+                for name in _SHARED_FIELDS
+                if (value := getattr(view, name)) is not None
+            }
+        )
+        # The set of the fields given is the same for nearly every entry, and alone
+        # weighs more than the rest of one; entries are never assigned to, so it can be
+        # shared too.
+        given = frozenset(compact.model_fields_set)
+        object.__setattr__(compact, "__pydantic_fields_set__", share(given, set(given)))
+        return compact
+
     def replace(self, view: JobView) -> None:
         """Store a changed catalog entry (from a command)."""
-        view = view.model_copy(update={"updated_at": utcnow()})
+        view = self._compact(view.model_copy(update={"updated_at": utcnow()}))
         with self._lock:
             self._views[view.id] = view
         self._writer.save_job(view)
@@ -146,4 +174,5 @@ class Catalog:
         """Forget every entry (a term ended); the stored catalog stays for the next leader."""
         with self._lock:
             self._views = {}
+            self._shared = {}
         self._metrics.forget_jobs()

@@ -23,6 +23,7 @@ from sundial.backends import Backend
 from sundial.context import RunContext, set_current_run
 from sundial.metrics import SchedulerMetrics
 from sundial.models import JobView, Outcome, Run
+from sundial_scheduler.loop_monitor import LoopMonitor
 from sundial_scheduler.writer import BackendWriter
 
 log = structlog.get_logger("sundial.runner")
@@ -61,7 +62,9 @@ class Executor:
         metrics: SchedulerMetrics,
         job_pool: ThreadPoolExecutor,
         shutdown_reason: str,
+        loop_monitor: LoopMonitor,
     ) -> None:
+        self._monitor = loop_monitor
         self._backend = backend
         self._writer = writer
         self._metrics = metrics
@@ -87,23 +90,30 @@ class Executor:
             timezone=view.trigger.timezone,
         )
         started = time.perf_counter()
+        watch = self._monitor.watching(view.id, run.run_id)
         try:
-            await self._invoke(invocation, context)
+            with watch as blocked:
+                await self._invoke(invocation, context)
         except asyncio.CancelledError:
-            finished = run.finish(Outcome.INTERRUPTED)
+            finished = run.finish(Outcome.INTERRUPTED, blocked=blocked.blocked_seconds)
             finished = finished.model_copy(update={"error_message": self._shutdown_reason})
             self.done(finished, started, final=True)
             raise
         except RunTimedOut as error:
-            finished = run.finish(Outcome.TIMEOUT, error=error)
+            finished = run.finish(Outcome.TIMEOUT, error=error, blocked=blocked.blocked_seconds)
             if error.thread is not None:
                 self._outlived(finished, error.thread)
                 self.done(finished, started, final=last, still_running=True)
                 return finished
         except Exception as error:
-            finished = run.finish(Outcome.FAILURE, error=error, tb=traceback.format_exc())
+            finished = run.finish(
+                Outcome.FAILURE,
+                error=error,
+                tb=traceback.format_exc(),
+                blocked=blocked.blocked_seconds,
+            )
         else:
-            finished = run.finish(Outcome.SUCCESS)
+            finished = run.finish(Outcome.SUCCESS, blocked=blocked.blocked_seconds)
         finally:
             structlog.contextvars.unbind_contextvars(*bound)
         self.done(finished, started, final=last or finished.outcome is Outcome.SUCCESS)

@@ -6,11 +6,11 @@ import errno
 import json
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from sundial.config import ConfigurationError
 
@@ -29,14 +29,14 @@ class HealthServer:
         *,
         host: str,
         port: int,
-        registry: CollectorRegistry,
+        exposition: Callable[[], Iterable[bytes]],
         alive: HealthCheck,
         ready: HealthCheck,
         host_setting: str = "SUNDIAL_METRICS_HOST",
         port_setting: str = "SUNDIAL_METRICS_PORT",
     ) -> None:
-        routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
-            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
+        routes: dict[str, Callable[[], tuple[int, str, bytes | Iterable[bytes]]]] = {
+            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, exposition()),
             "/healthz": lambda: _json(*alive()),
             "/readyz": lambda: _json(*ready()),
         }
@@ -49,9 +49,17 @@ class HealthServer:
                 )
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
+                if isinstance(body, bytes):
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                # Streamed as it is rendered, so a large scrape never sits in memory
+                # whole; without a length, the end of the connection ends the body.
+                self.close_connection = True
                 self.end_headers()
-                self.wfile.write(body)
+                for chunk in body:
+                    self.wfile.write(chunk)
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Scrapes every few seconds would drown the job logs."""

@@ -22,6 +22,7 @@ from sundial.metrics import SchedulerMetrics
 from sundial.models import Outcome, utcnow
 from sundial_scheduler.dispatch import Launcher, LocalLaunch, NotRunRecorder, QueueLaunch
 from sundial_scheduler.execution import Executor, Invocation
+from sundial_scheduler.loop_monitor import LoopMonitor
 from sundial_scheduler.writer import BackendWriter
 
 log = structlog.get_logger("sundial.runner")
@@ -40,6 +41,7 @@ class Runner:
         job_pool: ThreadPoolExecutor,
         io_pool: ThreadPoolExecutor,
         may_run: Callable[[], bool],
+        loop_monitor: LoopMonitor,
         executor: Literal["local", "queue"] = "local",
         job_defaults: JobDefaults | None = None,
     ) -> None:
@@ -66,6 +68,7 @@ class Runner:
                     metrics=metrics,
                     job_pool=job_pool,
                     shutdown_reason="scheduler shut down",
+                    loop_monitor=loop_monitor,
                 ),
                 writer=writer,
             )

@@ -28,6 +28,7 @@ from sundial_scheduler.http import HealthServer
 from sundial_scheduler.jobs.maintenance import with_maintenance
 from sundial_scheduler.leadership import Change, Leadership
 from sundial_scheduler.lifecycle import instance_id, set_up_backend, stop_on_signals
+from sundial_scheduler.loop_monitor import loop_monitor
 from sundial_scheduler.presence import Presence
 from sundial_scheduler.runner import Runner
 from sundial_scheduler.term import LeaderTerm
@@ -77,6 +78,7 @@ class SundialScheduler:
         )
         self.writer = BackendWriter(self.backend, self.metrics.backend_error)
         self.catalog = Catalog(self.backend, self.writer, self.metrics)
+        self.loop_monitor = loop_monitor(settings, self.metrics)
         self.runner = Runner(
             backend=self.backend,
             writer=self.writer,
@@ -85,6 +87,7 @@ class SundialScheduler:
             job_pool=self._job_pool,
             io_pool=self._io_pool,
             may_run=self.leadership.may_run,
+            loop_monitor=self.loop_monitor,
             executor=settings.executor,
             job_defaults=settings.job_defaults,
         )
@@ -117,10 +120,11 @@ class SundialScheduler:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         stop_on_signals(self._loop, self._stop)
+        self.loop_monitor.start(self._loop)
         self.http = HealthServer(
             host=self.settings.metrics_host,
             port=self.settings.metrics_port,
-            registry=self.metrics_registry,
+            exposition=self.metrics.exposition,
             alive=self._alive,
             ready=self._readiness,
         )
@@ -275,6 +279,7 @@ class SundialScheduler:
             await self._loop_run(term.join)
         if self.http is not None:
             self.http.stop()
+        self.loop_monitor.stop()
         self._io_pool.shutdown(wait=False, cancel_futures=True)
         self._job_pool.shutdown(wait=False, cancel_futures=True)
         self.backend.close()

@@ -97,7 +97,9 @@ class LeaderTerm:
     def publish(self) -> None:
         """Write what the sync changed to the catalog, and make every job's metrics."""
         assert self._published is not None, "prepare() first"
-        self._catalog.publish(*self._published)
+        # Let go of the stored catalog as read: it is a second copy of every job.
+        published, self._published = self._published, None
+        self._catalog.publish(*published)
 
     def resume(self) -> None:
         """Start scheduling, and applying commands."""
@@ -123,15 +125,19 @@ class LeaderTerm:
 
     def _sync(self, engine: GuardedScheduler) -> tuple[dict[str, JobView], dict[str, JobView]]:
         """Reconcile store and catalog with the code; the new views and the stored ones."""
+        # Only what the sync needs of each stored job: the unpickled jobs of a large store
+        # are let go before the catalog entries are built, rather than among them.
+        stored = {job.id: (job.next_run_time, is_current(job.trigger)) for job in engine.get_jobs()}
         catalog = {view.id: view for view in self._backend.iter_jobs()}
-        stored: dict[str, Job] = {job.id: job for job in engine.get_jobs()}
         plan = plan_sync(self._registry.jobs, catalog, stored.keys())
         views: dict[str, JobView] = {}
         for job_id, view in plan.keep.items():
-            job = stored[job_id]
-            if not is_current(job.trigger):
-                job = self._rebuild_trigger(engine, job, view.trigger)
-            views[job_id] = with_next_run(view, job.next_run_time)
+            next_run_time, current = stored[job_id]
+            if not current:
+                next_run_time = self._rebuild_trigger(
+                    engine, engine.get_job(job_id), view.trigger
+                ).next_run_time
+            views[job_id] = with_next_run(view, next_run_time)
         for definition in plan.add:
             job = self._add_definition(engine, definition)
             views[definition.id] = with_next_run(definition.view(), job.next_run_time)

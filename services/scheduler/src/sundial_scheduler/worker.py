@@ -40,6 +40,7 @@ from sundial_scheduler.execution import Executor, Invocation
 from sundial_scheduler.http import HealthServer
 from sundial_scheduler.jobs.maintenance import with_maintenance
 from sundial_scheduler.lifecycle import instance_id, set_up_backend, stop_on_signals
+from sundial_scheduler.loop_monitor import loop_monitor
 from sundial_scheduler.main import load_job_modules
 from sundial_scheduler.presence import Presence
 from sundial_scheduler.writer import BackendWriter
@@ -85,12 +86,14 @@ class SundialWorker:
         self._job_pool = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="sundial-job")
         self._io_pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="sundial-io")
         self.writer = BackendWriter(self.backend, self.metrics.backend_error)
+        self.loop_monitor = loop_monitor(settings, self.metrics)
         self._executor = Executor(
             backend=self.backend,
             writer=self.writer,
             metrics=self.metrics,
             job_pool=self._job_pool,
             shutdown_reason="worker shut down",
+            loop_monitor=self.loop_monitor,
         )
         self.presence = Presence(
             self.backend,
@@ -117,10 +120,11 @@ class SundialWorker:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         stop_on_signals(self._loop, self._stop)
+        self.loop_monitor.start(self._loop)
         self.http = HealthServer(
             host=self.settings.metrics_host,
             port=self.settings.worker_metrics_port,
-            registry=self.metrics_registry,
+            exposition=self.metrics.exposition,
             alive=self._alive,
             ready=self._readiness,
             port_setting="SUNDIAL_WORKER_METRICS_PORT",
@@ -232,6 +236,7 @@ class SundialWorker:
             log.warning("shutdown.backend_unreachable", error=str(error))
         if self.http is not None:
             self.http.stop()
+        self.loop_monitor.stop()
         self._io_pool.shutdown(wait=False, cancel_futures=True)
         self._job_pool.shutdown(wait=False, cancel_futures=True)
         self.backend.close()

@@ -77,6 +77,7 @@ runs = sa.Table(
     sa.Column("instance_id", _ID, nullable=False),
     sa.Column("queue", sa.String(63)),
     sa.Column("due_at", UtcDateTime()),
+    sa.Column("event_loop_blocked_seconds", sa.Float, nullable=False, server_default="0"),
 )
 claims = sa.Table(
     "sundial_run_claims",
