@@ -34,7 +34,7 @@ from sundial.models import InstanceRole, JobView, Outcome, Run, utcnow
 from sundial_scheduler.execution import Executor, Invocation
 from sundial_scheduler.http import HealthServer
 from sundial_scheduler.jobs.maintenance import with_maintenance
-from sundial_scheduler.lifecycle import instance_id, set_up_backend, stop_on_signals
+from sundial_scheduler.lifecycle import StopSignals, instance_id, set_up_backend
 from sundial_scheduler.main import load_job_modules
 from sundial_scheduler.presence import Presence
 from sundial_scheduler.writer import BackendWriter
@@ -110,7 +110,15 @@ class SundialWorker:
         """Run until SIGTERM/SIGINT or :meth:`request_stop`; returns the exit code."""
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        stop_on_signals(self._loop, self._stop)
+        signals = StopSignals(self._stop)
+        signals.install()
+        try:
+            return await self._serve()
+        finally:
+            signals.restore()
+
+    async def _serve(self) -> int:
+        assert self._stop is not None
         self.http = HealthServer(
             host=self.settings.metrics_host,
             port=self.settings.worker_metrics_port,
