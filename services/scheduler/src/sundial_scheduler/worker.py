@@ -264,7 +264,7 @@ def create_worker(settings: Settings | None = None) -> SundialWorker:
 
 def main() -> None:
     settings = load_settings()
-    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    configure_logging(log_format=settings.log_format, level=settings.log_level, write_behind=True)
     try:
         worker = create_worker(settings)
     except BackendError as error:
