@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from benchmarks import sustained
 from benchmarks.catalog import fill, plain_api, sundial_api
 from benchmarks.failover import measure_failover
 from benchmarks.lag import SIDES, LagPlan, LagResult, measure_lag
@@ -46,6 +47,7 @@ class Plan:
     api_repeats: int
     full_reads: int
     kills: int
+    short: bool = False
 
     @classmethod
     def full(cls) -> Plan:
@@ -69,6 +71,7 @@ class Plan:
             api_repeats=20,
             full_reads=2,
             kills=0,
+            short=True,
         )
 
 
@@ -80,6 +83,7 @@ class Bench:
     console: Console
     rows: list[Row] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    only: str | None = None
 
     def log(self, message: str) -> None:
         self.console.log(f"{message}  [dim]({load()})[/dim]")
@@ -286,12 +290,25 @@ class Bench:
                 )
             )
 
+    # -- sustained load, SIGTERM, burst ----------------------------------------------------
+    def sustained_rows(self, backend: str) -> None:
+        self.log(f"{backend}: sustained load, SIGTERM under it, and a burst")
+        try:
+            self.rows.extend(
+                sustained.rows(self.scratch, backend, self.workdir, quick=self.plan.short)
+            )
+        except (RuntimeError, OSError) as error:
+            self.console.log(f"[red]{backend} sustained load failed: {error}[/red]")
+            self.rows.append(Row(backend, "sustained load", "%", None, None, f"failed: {error}"))
+
     def run(self, backend: str) -> None:
         self.details.setdefault(backend, {})["load_at_start"] = load()
-        measured = self.lag_rows(backend)
-        self.throughput_row(backend, measured)
-        self.stored_rows(backend)
-        self.failover_row(backend)
+        if self.only is None:
+            measured = self.lag_rows(backend)
+            self.throughput_row(backend, measured)
+            self.stored_rows(backend)
+            self.failover_row(backend)
+        self.sustained_rows(backend)
         self.details[backend]["load_at_end"] = load()
 
 
@@ -336,6 +353,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print a JSON document instead")
     parser.add_argument("--backend", choices=(*BACKENDS, "all"), default="all")
     parser.add_argument(
+        "--only", choices=("sustained",), help="only the sustained, SIGTERM and burst rows"
+    )
+    parser.add_argument(
         "--sizes",
         type=lambda text: tuple(int(part) for part in text.split(",") if part.strip()),
         help="jobs due at the same second, e.g. 500,1000,2000",
@@ -352,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     production_logging()  # the API's log lines must not mix with the table or the JSON
     console = Console(stderr=True)
     workdir = Path(tempfile.mkdtemp(prefix="sundial-bench-"))
-    bench = Bench(plan, Scratch(), workdir, console)
+    bench = Bench(plan, Scratch(), workdir, console, only=args.only)
     started = datetime.now(UTC)
     begun = time.monotonic()
     console.log(f"benchmark logs in {workdir}; {load()}")

@@ -36,6 +36,8 @@ def _value(value: float | None, unit: str) -> str:
     if unit == "s":
         ms = value * 1000
         return f"{ms:,.1f} ms" if ms < 10 else f"{ms:,.0f} ms"
+    if unit == "%":
+        return f"{value:.1f} %"
     if unit == "MiB":
         return f"{value:,.0f} MiB"
     return f"{value:,.0f} {unit}"
