@@ -43,7 +43,7 @@ from benchmarks.scratch import Scratch
 from benchmarks.stats import percentile
 from benchmarks.stores import plain_store
 from benchmarks.worker import PAGE, STARTED, until
-from sundial.backends import RunCursor, open_backend
+from sundial.backends import BackendError, RunCursor, open_backend
 from sundial.models import Outcome
 
 SUSTAINED_JOBS = 1_000
@@ -145,7 +145,10 @@ def history(url: str, start: float, end: float) -> tuple[list[tuple[float, float
 def wait_for_runs(url: str, since: float, within: float) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        started, _, _ = history(url, since, since + 3600)
+        try:
+            started, _, _ = history(url, since, since + 3600)
+        except BackendError:  # the scheduler has not created its tables yet
+            started = []
         if started:
             return True
         time.sleep(1)
@@ -195,7 +198,7 @@ def catalogued(url: str) -> int:
     backend = open_backend(url)
     try:
         return sum(backend.count_jobs().values())
-    except Exception:  # not set up yet
+    except BackendError:  # the scheduler has not created its tables yet
         return 0
     finally:
         backend.close()
