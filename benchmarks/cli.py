@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from benchmarks import sustained
 from benchmarks.catalog import fill, plain_api, sundial_api
 from benchmarks.failover import measure_failover
 from benchmarks.lag import SIDES, LagPlan, LagResult, measure_lag
@@ -38,7 +39,7 @@ LEASE_SECONDS = 10.0
 #: the table's width when stdout is not a terminal (rich would assume 80 columns)
 TABLE_WIDTH = 180
 #: what ``--only`` can pick; every one runs by default, on each backend in this order
-SCENARIOS = ("lag", "stored", "monitor", "queue", "failover")
+SCENARIOS = ("lag", "stored", "monitor", "queue", "failover", "sustained")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Plan:
     #: times the leader is paused (SIGSTOP) for the partitioned-but-alive failover rows
     pauses: int
     queue: QueuePlan
+    short: bool = False
 
     @classmethod
     def full(cls) -> Plan:
@@ -80,6 +82,7 @@ class Plan:
             kills=0,
             pauses=0,
             queue=QueuePlan.quick(),
+            short=True,
         )
 
 
@@ -381,6 +384,17 @@ class Bench:
         queue.run(backend)
         self.details[backend]["queue"] = queue.details
 
+    # -- sustained load, SIGTERM, burst ----------------------------------------------------
+    def sustained_rows(self, backend: str) -> None:
+        self.log(f"{backend}: sustained load, SIGTERM under it, and a burst")
+        try:
+            self.rows.extend(
+                sustained.rows(self.scratch, backend, self.workdir, quick=self.plan.short)
+            )
+        except (RuntimeError, OSError) as error:
+            self.console.log(f"[red]{backend} sustained load failed: {error}[/red]")
+            self.rows.append(Row(backend, "sustained load", "%", None, None, f"failed: {error}"))
+
     def run(self, backend: str) -> None:
         self.details.setdefault(backend, {})["load_at_start"] = load()
         if "lag" in self.scenarios:
@@ -394,6 +408,8 @@ class Bench:
             self.queue_rows(backend)
         if "failover" in self.scenarios:
             self.failover_row(backend)
+        if "sustained" in self.scenarios:
+            self.sustained_rows(backend)
         self.details[backend]["load_at_end"] = load()
 
 

@@ -39,7 +39,7 @@ def _value(value: float | None, unit: str) -> str:
     if unit == "KiB":
         return f"{value:,.1f} KiB"
     if unit == "%":
-        return f"{value:,.2f} %"
+        return f"{value:.1f} %"
     if unit == "MiB":
         return f"{value:,.0f} MiB"
     return f"{value:,.0f} {unit}"

@@ -15,12 +15,14 @@ class WorkerFailed(RuntimeError):
     """A benchmark subprocess exited without an answer; the message has its log's tail."""
 
 
-def run_worker(args: list[str], *, log: Path, timeout: float) -> dict[str, Any]:
-    """``python -m benchmarks.worker ARGS``; its last stdout line, parsed as JSON."""
+def run_worker(
+    args: list[str], *, log: Path, timeout: float, module: str = "benchmarks.worker"
+) -> dict[str, Any]:
+    """``python -m MODULE ARGS``; its last stdout line, parsed as JSON."""
     with log.open("ab") as errors:
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "benchmarks.worker", *args],
+                [sys.executable, "-m", module, *args],
                 cwd=REPO,
                 stdout=subprocess.PIPE,
                 stderr=errors,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.job import Job
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -18,7 +18,7 @@ from scheduler_harness import wait_for
 
 from sundial.backends.jobstore import JobStore
 from sundial.config import JobDefaults
-from sundial_scheduler.engine import GuardedScheduler, SundialExecutor, TrackingJobStore
+from sundial_scheduler.engine import Due, GuardedScheduler, SundialExecutor, TrackingJobStore
 
 INTERVAL = 0.2
 WATCH_SECONDS = 1.5
@@ -68,6 +68,10 @@ class OrderedExecutor(SundialExecutor):
         self.calls.append(("submit", [job.id]))
         super()._do_submit_job(job, run_times)
 
+    def flush(self) -> None:
+        self.calls.append(("handover", []))
+        super().flush()
+
 
 class OrderedStore(TrackingJobStore):
     """Notes each store write in a log shared with :class:`OrderedExecutor`."""
@@ -98,8 +102,11 @@ class Recorder:
         self.errors: list[str] = []
         self.leading = True
 
-    async def submit(self, job: Job, run_times: list[datetime]) -> None:
-        self.submitted.append((job.id, run_times))
+        self.handovers: list[list[str]] = []
+
+    def submit(self, due: Due) -> None:
+        self.handovers.append([job.id for job, _ in due])
+        self.submitted.extend((job.id, run_times) for job, run_times in due)
 
     def on_change(self, job_id: str, next_run_time: datetime | None, removed: bool) -> None:
         self.changes.append((job_id, next_run_time, removed))
@@ -266,8 +273,10 @@ async def test_submits_every_due_job_before_one_batched_write(
     engine.resume()
     await wait_for(lambda: ("remove_job", ["once"]) in calls, within=WATCH_SECONDS)
 
-    writes = [call for call in calls if call[0] != "submit"]
+    writes = [call for call in calls if call[0] not in ("submit", "handover")]
     assert calls[: MANY_JOBS + 1] == [("submit", [job_id]) for job_id in [*ids, "once"]]
+    assert calls[MANY_JOBS + 1] == ("handover", [])  # handed over before the write...
+    assert recorder.handovers[0] == [*ids, "once"]  # ...all in one go
     assert writes[0] == ("update_jobs", ids)  # one write, after every submission...
     assert writes[-1] == ("remove_job", ["once"])  # ...then the finished one-off goes
     assert [name for name, _ in writes].count("update_jobs") == 1
@@ -277,30 +286,18 @@ async def test_submits_every_due_job_before_one_batched_write(
     assert recorder.errors == []
 
 
-async def test_reports_a_job_over_its_max_instances(
+async def test_a_job_still_running_is_handed_over_again_at_its_next_fire(
     recorder: Recorder, engines: list[GuardedScheduler]
 ) -> None:
-    never = asyncio.Event()
-
-    async def stuck(job: Job, run_times: list[datetime]) -> None:
-        recorder.submitted.append((job.id, run_times))
-        await never.wait()
-
-    engine = build_engine(
-        recorder,
-        FakeJobStore(),
-        engines,
-        executor=SundialExecutor(asyncio.get_running_loop(), stuck),
-    )
-    skipped: list[JobSubmissionEvent] = []
-    engine.add_listener(skipped.append, EVENT_JOB_MAX_INSTANCES)
+    """APScheduler does not hold back a running job: the runner applies max_instances."""
+    engine = build_engine(recorder, FakeJobStore(), engines)
     engine.start()
     job: Job = engine.add_job(tick, IntervalTrigger(seconds=INTERVAL), id="tick", max_instances=1)
     first_fire = job.next_run_time
 
-    await wait_for(lambda: skipped, within=WATCH_SECONDS)
+    await wait_for(lambda: len(recorder.submitted) >= 2, within=WATCH_SECONDS)
 
-    assert recorder.submitted == [("tick", [first_fire])]
-    assert skipped[0].job_id == "tick"
-    assert skipped[0].scheduled_run_times == [first_fire + timedelta(seconds=INTERVAL)]
-    never.set()
+    assert recorder.submitted[:2] == [
+        ("tick", [first_fire]),
+        ("tick", [first_fire + timedelta(seconds=INTERVAL)]),
+    ]

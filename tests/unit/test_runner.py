@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from fakes import FakeBackend  # tests/ is on sys.path (rootdir conftest)
 from prometheus_client import CollectorRegistry
+from scheduler_harness import wait_for
 from timing import within
 
 from sundial.backends import Backend, BackendError
@@ -467,6 +468,63 @@ async def test_one_fire_time_runs_once_even_when_fired_twice(h: Harness) -> None
 
     assert calls == [1]
     assert len(h.runs()) == 1
+
+
+async def test_a_fire_time_while_the_previous_run_goes_on_is_skipped(h: Harness) -> None:
+    release = asyncio.Event()
+
+    async def job() -> None:
+        await release.wait()
+
+    invocation = h.invocation(job, max_instances=1)
+    first, second = utcnow(), utcnow() + timedelta(seconds=1)
+    running = asyncio.create_task(h.runner.run(invocation, first))
+    await wait_for(lambda: h.gauge("sundial_job_running") == 1, within=2)
+
+    await h.runner.run(invocation, second)
+    release.set()
+    await running
+
+    assert [(run.scheduled_time, run.outcome) for run in h.runs()] == [
+        (first, Outcome.SUCCESS),
+        (second, Outcome.SKIPPED),
+    ]
+    assert h.runs()[1].error_message == "previous run still running (max_instances=1)"
+
+
+async def test_the_slot_is_free_once_the_job_returns_though_history_is_stalled(
+    make_harness: Callable[..., Harness],
+) -> None:
+    backend = SlowHistoryBackend()
+    harness = make_harness(backend)
+
+    async def job() -> None: ...
+
+    invocation = harness.invocation(job, max_instances=1)
+    first, second = utcnow(), utcnow() + timedelta(seconds=1)
+    try:
+        await harness.runner.run(invocation, first)
+        await harness.runner.run(invocation, second)
+    finally:
+        backend.release.set()
+    assert [run.outcome for run in harness.runs()] == [Outcome.SUCCESS, Outcome.SUCCESS]
+
+
+async def test_a_manual_run_takes_no_slot(h: Harness) -> None:
+    release = asyncio.Event()
+
+    async def job() -> None:
+        await release.wait()
+
+    invocation = h.invocation(job, max_instances=1)
+    manual = asyncio.create_task(h.runner.run(invocation, utcnow(), manual=True))
+    await wait_for(lambda: h.gauge("sundial_job_running") == 1, within=2)
+    scheduled = asyncio.create_task(h.runner.run(invocation, utcnow() + timedelta(seconds=1)))
+    await wait_for(lambda: h.gauge("sundial_job_running") == 2, within=2)
+    release.set()
+    await asyncio.gather(manual, scheduled)
+
+    assert [run.outcome for run in h.runs()] == [Outcome.SUCCESS, Outcome.SUCCESS]
 
 
 async def test_nothing_runs_while_this_instance_may_not_run(h: Harness) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -137,7 +138,13 @@ class _Guarded:
 
 
 class LocalLaunch(_Guarded):
-    """Claims each fire time and runs its attempts here, with retries and backoff."""
+    """Claims each fire time and runs its attempts here, with retries and backoff.
+
+    It enforces each job's ``max_instances`` itself, on the event loop: a scheduled run
+    holds one of its job's slots from its claim until its last attempt returns, so the
+    next fire time finds the slot free as soon as the job's code is done, whatever the
+    run's bookkeeping still has to do. A manual run takes no slot.
+    """
 
     def __init__(
         self,
@@ -149,6 +156,7 @@ class LocalLaunch(_Guarded):
         io_pool: ThreadPoolExecutor,
         executor: Executor,
         writer: BackendWriter,
+        job_defaults: JobDefaults,
     ) -> None:
         super().__init__(
             backend=backend,
@@ -159,6 +167,8 @@ class LocalLaunch(_Guarded):
         )
         self._executor = executor
         self._writer = writer
+        self._defaults = job_defaults
+        self._instances: Counter[str] = Counter()
         self._claims = ClaimBatcher(
             backend=backend,
             instance_id=instance_id,
@@ -180,6 +190,28 @@ class LocalLaunch(_Guarded):
             return
         if not await self._guard_allows(view, scheduled):
             return
+        if manual:
+            await self._attempts(invocation, scheduled, manual)
+            return
+        limit = view.options.max_instances or self._defaults.max_instances
+        if self._instances[view.id] >= limit:
+            self._not_run.record(
+                view.id,
+                scheduled,
+                Outcome.SKIPPED,
+                f"previous run still running (max_instances={limit})",
+            )
+            return
+        self._instances[view.id] += 1
+        try:
+            await self._attempts(invocation, scheduled, manual)
+        finally:
+            self._instances[view.id] -= 1
+            if not self._instances[view.id]:
+                del self._instances[view.id]
+
+    async def _attempts(self, invocation: Invocation, scheduled: datetime, manual: bool) -> None:
+        view = invocation.view
         attempts = 1 + view.options.retries
         for attempt in range(1, attempts + 1):
             run = self._running(view.id, scheduled, attempt, manual)

@@ -27,10 +27,51 @@ def instance_id(settings: Settings) -> str:
     return settings.instance_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """SIGTERM and SIGINT set ``stop``."""
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+#: how often the event loop looks whether a stop signal has arrived
+SIGNAL_POLL_SECONDS = 0.1
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopSignals:
+    """SIGTERM and SIGINT set ``stop``, however busy the event loop is.
+
+    asyncio's own signal handlers carry the signal number through the loop's self-pipe,
+    the same pipe every ``call_soon_threadsafe`` writes to: when threads flood it while
+    the loop is busy, the pipe fills and the signal is dropped. Here the handler only
+    notes the signal, and a task on the loop looks at that note on a short timer, which
+    needs no pipe at all.
+    """
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        self._received: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._relay: asyncio.Task[None] | None = None
+
+    def install(self) -> None:
+        """Take over the stop signals (main thread, with the loop running)."""
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._note)
+        self._relay = asyncio.create_task(self._wait())
+
+    def restore(self) -> None:
+        """Give the stop signals back to whoever handled them before."""
+        if self._relay is not None:
+            self._relay.cancel()
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _note(self, signum: int, _frame: object) -> None:
+        self._received = signum
+
+    async def _wait(self) -> None:
+        # Polling on purpose: setting an event from the handler is what can be lost.
+        while self._received is None and not self._stop.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(SIGNAL_POLL_SECONDS)
+        if self._received is not None:
+            log.info("signal.received", signal=signal.Signals(self._received).name)
+            self._stop.set()
 
 
 async def set_up_backend(

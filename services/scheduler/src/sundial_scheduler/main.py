@@ -48,7 +48,7 @@ def create_scheduler(settings: Settings | None = None) -> SundialScheduler:
 
 def main() -> None:
     settings = load_settings()
-    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    configure_logging(log_format=settings.log_format, level=settings.log_level, write_behind=True)
     scheduler = create_scheduler(settings)
     try:
         code = asyncio.run(scheduler.run())

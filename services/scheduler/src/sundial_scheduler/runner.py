@@ -54,10 +54,11 @@ class Runner:
             "instance_id": instance_id,
             "io_pool": io_pool,
         }
+        shared["job_defaults"] = job_defaults or JobDefaults()
         self.queue: QueueLaunch | None = None
         self._launcher: Launcher
         if executor == "queue":
-            self.queue = QueueLaunch(**shared, job_defaults=job_defaults or JobDefaults())
+            self.queue = QueueLaunch(**shared)
             self._launcher = self.queue
         else:
             self._launcher = LocalLaunch(
@@ -73,6 +74,15 @@ class Runner:
                 writer=writer,
             )
         self.active: set[asyncio.Task[Any]] = set()
+        self._handed: set[asyncio.Task[None]] = set()
+
+    def start(
+        self, invocation: Invocation, run_times: Sequence[datetime], grace: float | None
+    ) -> None:
+        """Handle the fire times of one job in a task of its own (on the event loop)."""
+        task = asyncio.get_running_loop().create_task(self.fire(invocation, run_times, grace))
+        self._handed.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._handed.discard)
 
     async def fire(
         self, invocation: Invocation, run_times: Sequence[datetime], grace: float | None
@@ -106,12 +116,6 @@ class Runner:
             await self._launcher.launch(invocation, scheduled, manual)
         finally:
             self.active.discard(task)
-
-    def record_not_run(
-        self, job_id: str, scheduled: datetime, outcome: Outcome, reason: str
-    ) -> None:
-        """Record a fire time that did not run (missed or skipped), with the reason."""
-        self.not_run.record(job_id, scheduled, outcome, reason)
 
     async def drain(self, grace: float) -> int:
         """Let running jobs finish for up to ``grace`` seconds, then interrupt the rest."""

@@ -27,7 +27,7 @@ from sundial_scheduler.catalog import Catalog
 from sundial_scheduler.http import HealthServer
 from sundial_scheduler.jobs.maintenance import with_maintenance
 from sundial_scheduler.leadership import Change, Leadership
-from sundial_scheduler.lifecycle import instance_id, set_up_backend, stop_on_signals
+from sundial_scheduler.lifecycle import StopSignals, instance_id, set_up_backend
 from sundial_scheduler.loop_monitor import loop_monitor
 from sundial_scheduler.presence import Presence
 from sundial_scheduler.runner import Runner
@@ -119,8 +119,16 @@ class SundialScheduler:
         """Run until SIGTERM/SIGINT or :meth:`request_stop`; returns the exit code."""
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        stop_on_signals(self._loop, self._stop)
-        self.loop_monitor.start(self._loop)
+        signals = StopSignals(self._stop)
+        signals.install()
+        try:
+            return await self._serve()
+        finally:
+            signals.restore()
+
+    async def _serve(self) -> int:
+        assert self._stop is not None
+        self.loop_monitor.start(asyncio.get_running_loop())
         self.http = HealthServer(
             host=self.settings.metrics_host,
             port=self.settings.metrics_port,

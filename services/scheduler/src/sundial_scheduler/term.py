@@ -15,19 +15,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.job import Job
 
 from sundial.backends import Backend
 from sundial.config import Settings
 from sundial.jobs import JobDefinition, Registry
 from sundial.metrics import SchedulerMetrics
-from sundial.models import JobView, Outcome, Run, utcnow
+from sundial.models import JobView, Run, utcnow
 from sundial.triggers import TriggerSpec, is_current
 from sundial_scheduler.catalog import Catalog, plan_sync, with_next_run
 from sundial_scheduler.commands import CommandApplier, CommandLoop
 from sundial_scheduler.dispatch import QueueLaunch
 from sundial_scheduler.engine import (
+    Due,
     GuardedScheduler,
     SundialExecutor,
     TrackingJobStore,
@@ -85,7 +85,6 @@ class LeaderTerm:
             job_defaults=self._settings.job_defaults.model_dump(),
             timezone=ZoneInfo(self._settings.timezone),
         )
-        engine.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
         engine.start(paused=True)
         self._engine = engine
         try:
@@ -225,21 +224,12 @@ class LeaderTerm:
         queue.miss_unstarted(self._catalog.view)
 
     # -- engine callbacks ------------------------------------------------------------------
-    async def _submit(self, job: Job, run_times: list[datetime]) -> None:
-        view = self._catalog.view(job.id)
-        if view is None:
-            log.warning("run.unknown_job", job_id=job.id)
-            return
-        invocation = Invocation(view, job.func, job.args, job.kwargs)
-        await self._runner.fire(invocation, run_times, job.misfire_grace_time)
-
-    def _on_max_instances(self, event: JobSubmissionEvent) -> None:
-        view = self._catalog.view(event.job_id)
-        limit = view.options.max_instances if view else None
-        for scheduled in event.scheduled_run_times:
-            self._runner.record_not_run(
-                event.job_id,
-                scheduled,
-                Outcome.SKIPPED,
-                f"previous run still running (max_instances={limit or 'default'})",
-            )
+    def _submit(self, due: Due) -> None:
+        """Start handling every job of one wakeup (on the event loop)."""
+        for job, run_times in due:
+            view = self._catalog.view(job.id)
+            if view is None:
+                log.warning("run.unknown_job", job_id=job.id)
+                continue
+            invocation = Invocation(view, job.func, job.args, job.kwargs)
+            self._runner.start(invocation, run_times, job.misfire_grace_time)

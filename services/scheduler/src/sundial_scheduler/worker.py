@@ -39,7 +39,7 @@ from sundial.models import InstanceRole, JobView, Outcome, Run, utcnow
 from sundial_scheduler.execution import Executor, Invocation
 from sundial_scheduler.http import HealthServer
 from sundial_scheduler.jobs.maintenance import with_maintenance
-from sundial_scheduler.lifecycle import instance_id, set_up_backend, stop_on_signals
+from sundial_scheduler.lifecycle import StopSignals, instance_id, set_up_backend
 from sundial_scheduler.loop_monitor import loop_monitor
 from sundial_scheduler.main import load_job_modules
 from sundial_scheduler.presence import Presence
@@ -119,8 +119,16 @@ class SundialWorker:
         """Run until SIGTERM/SIGINT or :meth:`request_stop`; returns the exit code."""
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        stop_on_signals(self._loop, self._stop)
-        self.loop_monitor.start(self._loop)
+        signals = StopSignals(self._stop)
+        signals.install()
+        try:
+            return await self._serve()
+        finally:
+            signals.restore()
+
+    async def _serve(self) -> int:
+        assert self._stop is not None
+        self.loop_monitor.start(asyncio.get_running_loop())
         self.http = HealthServer(
             host=self.settings.metrics_host,
             port=self.settings.worker_metrics_port,
@@ -268,7 +276,7 @@ def create_worker(settings: Settings | None = None) -> SundialWorker:
 
 def main() -> None:
     settings = load_settings()
-    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    configure_logging(log_format=settings.log_format, level=settings.log_level, write_behind=True)
     try:
         worker = create_worker(settings)
     except BackendError as error:
