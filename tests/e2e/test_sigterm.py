@@ -107,6 +107,8 @@ def test_a_loaded_worker_stops_on_one_sigterm(loaded_url: str, tmp_path: Path) -
             worker = workers.spawn(0)
             wait_for_runs(backend, worker, 20)
             assert sigterm_once(worker, offset) == 0
+            # Every run it started ended recorded: finished, or interrupted and retried.
+            assert not running_runs(backend, worker.instance_id)
             assert not listed(backend, worker.instance_id)
     finally:
         workers.__exit__()

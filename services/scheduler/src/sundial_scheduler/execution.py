@@ -95,9 +95,7 @@ class Executor:
             with watch as blocked:
                 await self._invoke(invocation, context)
         except asyncio.CancelledError:
-            finished = run.finish(Outcome.INTERRUPTED, blocked=blocked.blocked_seconds)
-            finished = finished.model_copy(update={"error_message": self._shutdown_reason})
-            self.done(finished, started, final=True)
+            self.interrupt(run, started, blocked=blocked.blocked_seconds)
             raise
         except RunTimedOut as error:
             finished = run.finish(Outcome.TIMEOUT, error=error, blocked=blocked.blocked_seconds)
@@ -149,6 +147,12 @@ class Executor:
             log.info("run.thread_finished", job_id=run.job_id, run_id=run.run_id)
 
         thread.add_done_callback(stopped)
+
+    def interrupt(self, run: Run, started: float | None = None, *, blocked: float = 0.0) -> None:
+        """Record ``run`` cut short by this process's shutdown."""
+        finished = run.finish(Outcome.INTERRUPTED, blocked=blocked)
+        finished = finished.model_copy(update={"error_message": self._shutdown_reason})
+        self.done(finished, time.perf_counter() if started is None else started, final=True)
 
     def done(self, run: Run, started: float, *, final: bool, still_running: bool = False) -> None:
         """Record a finished attempt, its metrics and its log line."""

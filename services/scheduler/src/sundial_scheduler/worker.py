@@ -165,7 +165,7 @@ class SundialWorker:
     async def _handle(self, message: RunMessage) -> None:
         """Run the attempt a message names, if it is still queued."""
         view: JobView | None = await self._io(self.backend.get_job, message.job_id)
-        run: Run | None = await self._io(self.backend.start_run, message.run_id, self.instance_id)
+        run = await self._start(message)
         if run is None:
             log.info("run.not_queued", job_id=message.job_id, run_id=message.run_id)
             return
@@ -189,6 +189,27 @@ class SundialWorker:
             self.metrics.in_progress.dec()
         if finished.outcome is not Outcome.SUCCESS:
             await self._retry(finished, view)
+
+    async def _start(self, message: RunMessage) -> Run | None:
+        """The ``queued -> running`` transition; a shutdown that cuts in waits for its end.
+
+        The transition commits on an I/O thread whatever happens to this task, so a
+        cancellation must not leave a run this worker started ``running``: it is recorded
+        ``interrupted`` and its next attempt queued, as for a run cut short.
+        """
+        starting = asyncio.ensure_future(
+            self._io(self.backend.start_run, message.run_id, self.instance_id)
+        )
+        try:
+            return await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            run = await starting
+            if run is not None:
+                self._executor.interrupt(run)
+                view = await self._io(self.backend.get_job, message.job_id)
+                if view is not None:
+                    await self._retry(run, view)
+            raise
 
     async def _retry(self, run: Run, view: JobView) -> None:
         nxt = history.next_attempt(run, view.options, self.instance_id)
