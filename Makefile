@@ -88,8 +88,9 @@ test-unit: sync  ## unit tests only, no services
 	$(UV) run pytest tests/unit
 
 .PHONY: chaos
-chaos: sync  ## kill the leader of 3 schedulers again and again for 150 s, per backend
-	SUNDIAL_CHAOS_SECONDS=150 $(UV) run pytest tests/e2e/test_failover.py -s
+chaos: sync  ## kill leaders (and workers and leaders) again and again for 150 s, per backend
+	SUNDIAL_CHAOS_SECONDS=150 $(UV) run pytest -s tests/e2e/test_failover.py \
+	  "tests/e2e/test_workers.py::test_killing_workers_and_leaders_never_runs_an_attempt_twice"
 
 smoke: sync  ## `make up`, jobs run, targets up, an alert delivered, `make down` (needs Docker)
 	$(UV) run pytest tests/smoke -m smoke --durations=0
