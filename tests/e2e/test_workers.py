@@ -27,6 +27,7 @@ import pytest
 from deploy_modules import load_deploy_module
 from failover import E2E_DIR, WORKER, Cluster, all_runs
 from monitoring_tools import command
+from servers import redis_server
 from timing import within
 
 from sundial.backends import Backend, open_backend
@@ -83,6 +84,33 @@ def engine_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+def start_stack(
+    url: str, workdir: Path, backend: Backend, source: str, started: list[Cluster], **env: str
+) -> Stack:
+    """A leader and two workers on ``url`` running the jobs of ``source``."""
+    (workdir / "scheduled_jobs.py").write_text(
+        "from sundial import every, job\nimport worker_jobs\n\n" + source
+    )
+    executions = workdir / "executions.jsonl"
+    shared = {
+        "SUNDIAL_EXECUTOR": "queue",
+        "SUNDIAL_TEST_EXECUTIONS": str(executions),
+        "PYTHONPATH": os.pathsep.join([str(workdir), str(E2E_DIR)]),
+        **env,
+    }
+    options: dict[str, Any] = {
+        "lease_seconds": LEASE_SECONDS,
+        "job_modules": "scheduled_jobs",
+        "env": shared,
+    }
+    schedulers = Cluster(url, workdir, size=1, **options)
+    started.append(schedulers.__enter__())
+    schedulers.wait_for_role("leader", within=WITHIN)
+    workers = Cluster(url, workdir, size=2, kind=WORKER, name="worker", **options)
+    started.append(workers.__enter__())
+    return Stack(backend, schedulers, workers, executions)
+
+
 @pytest.fixture
 def stack_for(engine_url: str, tmp_path: Path) -> Iterator[Any]:
     """``stack_for(jobs_source)``: a leader and two workers running the given jobs."""
@@ -90,27 +118,7 @@ def stack_for(engine_url: str, tmp_path: Path) -> Iterator[Any]:
     backend = open_backend(engine_url)
 
     def start(source: str, **env: str) -> Stack:
-        (tmp_path / "scheduled_jobs.py").write_text(
-            "from sundial import every, job\nimport worker_jobs\n\n" + source
-        )
-        executions = tmp_path / "executions.jsonl"
-        shared = {
-            "SUNDIAL_EXECUTOR": "queue",
-            "SUNDIAL_TEST_EXECUTIONS": str(executions),
-            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(E2E_DIR)]),
-            **env,
-        }
-        options: dict[str, Any] = {
-            "lease_seconds": LEASE_SECONDS,
-            "job_modules": "scheduled_jobs",
-            "env": shared,
-        }
-        schedulers = Cluster(engine_url, tmp_path, size=1, **options)
-        started.append(schedulers.__enter__())
-        schedulers.wait_for_role("leader", within=WITHIN)
-        workers = Cluster(engine_url, tmp_path, size=2, kind=WORKER, name="worker", **options)
-        started.append(workers.__enter__())
-        return Stack(backend, schedulers, workers, executions)
+        return start_stack(engine_url, tmp_path, backend, source, started, **env)
 
     yield start
     for cluster in reversed(started):
@@ -339,3 +347,57 @@ def test_killing_workers_and_leaders_never_runs_an_attempt_twice(
     assert kills >= 5
     assert not twice, f"attempts run more than once: {twice}"
     assert not lost, f"runs that started have no record: {sorted(lost)}"
+
+
+def test_a_redis_crash_under_queued_and_running_runs_loses_none_and_runs_none_twice(
+    tmp_path: Path,
+) -> None:
+    """Redis (append-only file, fsync on every write) SIGKILLed and started again while
+    the workers hold running runs and the queue holds more: every run from before the
+    crash ends recorded, and no attempt runs twice."""
+    started: list[Cluster] = []
+    with redis_server() as server:
+        backend = open_backend(server.url)
+        try:
+            stack = start_stack(
+                server.url,
+                tmp_path,
+                backend,
+                'quick = job(every(seconds=1), id="quick", max_instances=10)(worker_jobs.quick)\n'
+                'long_sync = job(every(seconds=1), id="long_sync", retries=1, max_instances=4)'
+                "(worker_jobs.long_sync)\n",
+                started,
+                SUNDIAL_TEST_LONG_SECONDS="2",
+            )
+            stack.wait("long runs in flight", lambda: len(stack.starts("long_sync")) >= 3)
+            server.crash()
+            time.sleep(2)
+            server.start()
+            back = datetime.now(UTC)
+
+            def unfinished() -> list[Run]:
+                return [
+                    r
+                    for r in all_runs(backend)
+                    if r.scheduled_time < back and r.outcome in (Outcome.QUEUED, Outcome.RUNNING)
+                ]
+
+            stack.wait(
+                "a run after the restart",
+                lambda: any(r.started_at and r.started_at > back for r in stack.runs("quick")),
+                within=within(15),
+            )
+            stack.wait("every run from before the restart ended", lambda: not unfinished(), 90)
+            assert set(stack.schedulers.stop().values()) == {0}
+            assert set(stack.workers.stop().values()) == {0}
+            starts = by_attempt(stack.starts("quick") + stack.starts("long_sync"))
+            runs = all_runs(backend)
+        finally:
+            for cluster in reversed(started):
+                cluster.__exit__()
+            backend.close()
+
+    twice = {key: count for key, count in starts.items() if count > 1}
+    assert not twice, f"attempts run more than once: {twice}"
+    recorded = {(r.job_id, r.scheduled_time.isoformat(), r.attempt) for r in runs}
+    assert set(starts) <= recorded, "a run that started has no record"
