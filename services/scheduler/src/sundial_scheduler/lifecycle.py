@@ -62,6 +62,13 @@ class StopSignals:
             signal.signal(signum, handler)
         self._previous.clear()
 
+    def __enter__(self) -> StopSignals:
+        self.install()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.restore()
+
     def _note(self, signum: int, _frame: object) -> None:
         self._received = signum
 

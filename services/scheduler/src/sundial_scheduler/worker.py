@@ -119,12 +119,8 @@ class SundialWorker:
         """Run until SIGTERM/SIGINT or :meth:`request_stop`; returns the exit code."""
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        signals = StopSignals(self._stop)
-        signals.install()
-        try:
+        with StopSignals(self._stop):
             return await self._serve()
-        finally:
-            signals.restore()
 
     async def _serve(self) -> int:
         assert self._stop is not None
