@@ -398,10 +398,10 @@ def test_bad_query_parameters_are_422(client: TestClient, path: str) -> None:
     assert "query parameter" in error_of(response)["message"]
 
 
-def test_nul_in_the_url_is_400(client: TestClient) -> None:
+def test_nul_in_the_url_is_422(client: TestClient) -> None:
     for path in ("/api/v1/jobs/a%00b", "/api/v1/runs?job_id=%00"):
         response = client.get(path)
-        assert response.status_code == 400
+        assert response.status_code == 422
         assert "NUL" in error_of(response)["message"]
 
 

@@ -34,8 +34,10 @@ class RequestLimitsMiddleware:
             await self.app(scope, receive, send)
             return
         if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+            # Refused like any other value no parameter may take (422): a NUL is valid in
+            # URL syntax, so a client that sends one sent a well-formed request.
             response = error_response(
-                400, "bad_request", "the URL contains a NUL character (%00); remove it"
+                422, "validation_error", "the URL contains a NUL character (%00); remove it"
             )
             await response(scope, receive, send)
             return
