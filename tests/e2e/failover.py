@@ -223,15 +223,26 @@ class Cluster:
             time.sleep(POLL_SECONDS)
 
     def wait_for_leader(
-        self, backend: Backend, *, within: float, after: datetime | None = None
+        self,
+        backend: Backend,
+        *,
+        within: float,
+        after: datetime | None = None,
+        other_than: Replica | None = None,
     ) -> Replica:
-        """The leader, once it has started a run (after ``after``, if given)."""
+        """The leader, once it has started a run (after ``after``, if given).
+
+        ``other_than``: a leader told to stop, which may still start a run or two before
+        it notices, is not the successor being waited for.
+        """
         deadline = time.monotonic() + within
         while True:
             self.check_alive()
             leader = self.leader()
-            if leader is not None and first_start(
-                backend.list_runs(limit=100), after=after, by=leader.instance_id
+            if (
+                leader is not None
+                and leader is not other_than
+                and first_start(backend.list_runs(limit=100), after=after, by=leader.instance_id)
             ):
                 return leader
             if time.monotonic() > deadline:

@@ -109,7 +109,7 @@ def test_killing_the_leader_never_runs_a_fire_time_twice_and_fails_over_fast(
         # A graceful stop hands leadership over at once, while the old leader drains.
         leader = cluster.wait_for_leader(backend, within=30)
         stopped_at = leader.terminate()
-        successor = cluster.wait_for_leader(backend, within=30, after=stopped_at)
+        successor = cluster.wait_for_leader(backend, within=30, after=stopped_at, other_than=leader)
         handover = first_start(all_runs(backend), after=stopped_at, not_by=leader.instance_id)
         assert leader.process.wait(timeout=30) == 0
         codes = cluster.stop()
