@@ -10,35 +10,30 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from failover import Cluster, all_runs, duplicate_fire_times, first_start, now
 
-from sundial.backends import Backend, open_backend
+from sundial.backends import Backend
 from sundial.config import Settings
 from sundial.constants import heartbeat_interval
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(300),
+    pytest.mark.parametrize("backend_url", ["redis"], indirect=True),
+]
 
 LEASE_SECONDS = Settings.model_fields["leader_lease_seconds"].default
 TICK_SECONDS = heartbeat_interval(LEASE_SECONDS)
 
 
-@pytest.fixture
-def backend(redis_url: str) -> Iterator[Backend]:
-    instance = open_backend(redis_url)
-    instance.setup()
-    yield instance
-    instance.close()
-
-
 def test_a_killed_leader_is_replaced_before_its_lease_runs_out(
-    redis_url: str, backend: Backend, tmp_path: Path
+    backend_url: str, backend: Backend, tmp_path: Path
 ) -> None:
-    with Cluster(redis_url, tmp_path, lease_seconds=LEASE_SECONDS, size=2) as cluster:
+    with Cluster(backend_url, tmp_path, lease_seconds=LEASE_SECONDS, size=2) as cluster:
         leader = cluster.wait_for_leader(backend, within=60)
         for _ in range(2):
             killed_at = leader.kill()
@@ -61,9 +56,9 @@ def test_a_killed_leader_is_replaced_before_its_lease_runs_out(
 
 
 def test_a_frozen_leader_keeps_its_lock_until_the_lease_runs_out(
-    redis_url: str, backend: Backend, tmp_path: Path
+    backend_url: str, backend: Backend, tmp_path: Path
 ) -> None:
-    with Cluster(redis_url, tmp_path, lease_seconds=LEASE_SECONDS, size=2) as cluster:
+    with Cluster(backend_url, tmp_path, lease_seconds=LEASE_SECONDS, size=2) as cluster:
         frozen = cluster.wait_for_leader(backend, within=60)
         stopped_at = now()
         frozen.process.send_signal(signal.SIGSTOP)
