@@ -26,7 +26,10 @@ async def test_the_job_that_blocks_the_loop_is_named_and_the_others_are_not(
     registry.job(every(seconds=1), id="polite", kwargs={"seconds": 0.5})(sample_jobs.slow)
 
     with capture_logs() as logs:
-        async with running_scheduler(backend_url, registry) as scheduler:
+        # The blocker holds the loop most of the time, lease renewals included: a lease
+        # the harness keeps short could lapse, and a scheduler that stops leading drops
+        # its per-job series.
+        async with running_scheduler(backend_url, registry, leader_lease_seconds=30) as scheduler:
             blocked, *_ = await wait_for_runs(backend, "blocker", 1, outcome=Outcome.SUCCESS)
             polite, *_ = await wait_for_runs(backend, "polite", 1, outcome=Outcome.SUCCESS)
             metric = scheduler.metrics_registry.get_sample_value(
