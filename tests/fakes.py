@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from apscheduler.job import Job
@@ -11,7 +11,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 
 from sundial.backends import Backend, BackendError, RunCursor, history
 from sundial.backends.base import Dispatched
-from sundial.backends.jobstore import JobStore
+from sundial.backends.jobstore import JobStore, StoredSchedule
 from sundial.backends.queue import RunMessage
 from sundial.models import (
     Command,
@@ -33,6 +33,10 @@ class FakeJobStore(MemoryJobStore):  # type: ignore[misc]
     def update_jobs(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
             self.update_job(job)
+
+    def iter_schedules(self) -> Iterator[StoredSchedule]:
+        for job in self.get_all_jobs():
+            yield StoredSchedule(job.id, job.next_run_time, job.trigger)
 
 
 class FakeBackend(Backend):

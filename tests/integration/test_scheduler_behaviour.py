@@ -33,7 +33,7 @@ from sundial.models import (
     utcnow,
 )
 from sundial.triggers import CronSpec, WallClockCronTrigger
-from sundial_scheduler.engine import GuardedScheduler
+from sundial_scheduler.engine import GuardedScheduler, TrackingJobStore
 from sundial_scheduler.service import SundialScheduler
 from sundial_scheduler.term import LeaderTerm
 
@@ -300,11 +300,11 @@ async def test_a_slow_engine_start_keeps_the_lease_and_starts_once(
     starts: list[float] = []
     sync = LeaderTerm._sync
 
-    def slow_sync(term: LeaderTerm, engine: GuardedScheduler) -> Any:
+    def slow_sync(term: LeaderTerm, engine: GuardedScheduler, store: TrackingJobStore) -> Any:
         starts.append(time.monotonic())
         # Longer than the lease, and than the 5 s bound on ordinary backend calls.
         time.sleep(6)
-        return sync(term, engine)
+        return sync(term, engine, store)
 
     monkeypatch.setattr(LeaderTerm, "_sync", slow_sync)
     registry = Registry()

@@ -1,4 +1,5 @@
-"""Each backend's batched job store write: it stores what ``update_job`` stores."""
+"""Each backend's job store: the batched write stores what ``update_job`` stores, and the
+streamed read gives what ``get_all_jobs`` gives."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from apscheduler.jobstores.redis import RedisJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from structlog.testing import capture_logs
 
 from sundial.backends import Backend
 from sundial.backends.jobstore import JobStore
+from sundial.backends.redis import jobstore as redis_jobstore
+from sundial.backends.sql import jobstore as sql_jobstore
 
 pytestmark = pytest.mark.integration
 
@@ -104,3 +108,42 @@ def test_an_empty_batch_changes_nothing(store: JobStore) -> None:
     store.update_jobs([])
 
     assert stored_rows(store) == before
+
+
+def schedules(store: JobStore) -> dict[str, tuple[datetime | None, str]]:
+    read = [(s.job_id, s.next_run_time, repr(s.trigger)) for s in store.iter_schedules()]
+    assert len({job_id for job_id, *_ in read}) == len(read), "a job came twice"
+    return {job_id: (next_run, trigger) for job_id, next_run, trigger in read}
+
+
+def test_streamed_read_gives_every_job_its_schedule_a_page_at_a_time(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for module in (sql_jobstore, redis_jobstore):
+        monkeypatch.setattr(module, "SCHEDULE_PAGE", 7)  # 50 jobs: eight pages
+    jobs = store.get_all_jobs()
+    fired(jobs)
+    store.update_jobs(jobs)
+
+    read = schedules(store)
+
+    assert read == {job.id: (job.next_run_time, repr(job.trigger)) for job in jobs}
+    assert read["job-010"][0] is None and read["job-011"][0] == START + timedelta(minutes=12)
+
+
+def test_streamed_read_leaves_out_a_job_it_cannot_unpickle(store: JobStore) -> None:
+    if isinstance(store, SQLAlchemyJobStore):
+        with store.engine.begin() as conn:
+            table = store.jobs_t
+            conn.execute(table.update().where(table.c.id == "job-003").values(job_state=b"?"))
+    else:
+        assert isinstance(store, RedisJobStore)
+        store.redis.hset(store.jobs_key, "job-003", b"?")
+
+    with capture_logs() as logs:
+        read = schedules(store)
+
+    assert len(read) == JOBS - 1 and "job-003" not in read
+    assert [(entry["event"], entry["job_id"]) for entry in logs] == [
+        ("jobstore.unreadable_job", "job-003")
+    ]

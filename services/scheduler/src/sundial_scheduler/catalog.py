@@ -29,8 +29,11 @@ _SHARED_FIELDS = ("func", "trigger", "trigger_text", "options", "fingerprint", "
 
 
 def with_next_run(view: JobView, next_run_time: datetime | None) -> JobView:
-    """``view`` with its next run time, and the state that follows from it."""
+    """``view`` with its next run time, and the state that follows from it (``view``
+    itself when it already says so)."""
     state = JobState.PAUSED if next_run_time is None else JobState.SCHEDULED
+    if view.next_run_time == next_run_time and view.state is state:
+        return view
     return view.model_copy(update={"next_run_time": next_run_time, "state": state})
 
 
@@ -103,14 +106,23 @@ class Catalog:
     def publish(self, views: dict[str, JobView], stored: Mapping[str, JobView]) -> None:
         """Take ``views`` as the catalog; write what differs from ``stored``; make metrics.
 
+        A view that is the stored entry itself is already compact (see :meth:`compact`).
+
         Blocking (it reads run summaries to seed the last success and failure metrics).
         """
-        compact = {job_id: self._compact(view) for job_id, view in views.items()}
+        compact = {
+            job_id: view if stored.get(job_id) is view else self.compact(view)
+            for job_id, view in views.items()
+        }
         with self._lock:
             self._views = compact
         for job_id in stored.keys() - views.keys():
             self._writer.delete_job(job_id)
-        changed = [view for view in views.values() if stored.get(view.id) != view]
+        changed = [
+            view
+            for view in views.values()
+            if (was := stored.get(view.id)) is not view and was != view
+        ]
         for view in changed:
             self._writer.save_job(view)
         for view in views.values():
@@ -123,7 +135,7 @@ class Catalog:
             )
         log.info("jobs.synced", jobs=len(views), changed=len(changed))
 
-    def _compact(self, view: JobView) -> JobView:
+    def compact(self, view: JobView) -> JobView:
         """``view``, its frozen parts replaced by equal ones another job already holds.
 
         A leader may hold a hundred thousand jobs, most of them with default options and
@@ -146,7 +158,7 @@ class Catalog:
 
     def replace(self, view: JobView) -> None:
         """Store a changed catalog entry (from a command)."""
-        view = self._compact(view.model_copy(update={"updated_at": utcnow()}))
+        view = self.compact(view.model_copy(update={"updated_at": utcnow()}))
         with self._lock:
             self._views[view.id] = view
         self._writer.save_job(view)

@@ -16,7 +16,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from threading import TIMEOUT_MAX
 from typing import Any
@@ -29,7 +30,7 @@ from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLook
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_PAUSED
 
-from sundial.backends.jobstore import JobStore
+from sundial.backends.jobstore import JobStore, StoredSchedule
 from sundial.models import JobOptions
 
 log = structlog.get_logger("sundial.engine")
@@ -189,8 +190,13 @@ class TrackingJobStore(BaseJobStore):  # type: ignore[misc]
         self._inner.shutdown()
 
     def _call(self, operation: str, *args: Any) -> Any:
-        try:
+        with self._reported(operation):
             return getattr(self._inner, operation)(*args)
+
+    @contextmanager
+    def _reported(self, operation: str) -> Iterator[None]:
+        try:
+            yield
         except (ConflictingIdError, JobLookupError):
             raise  # answers, not failures: APScheduler relies on them (replace_existing)
         except Exception as error:
@@ -210,6 +216,10 @@ class TrackingJobStore(BaseJobStore):  # type: ignore[misc]
 
     def get_all_jobs(self) -> list[Job]:
         return list(self._call("get_all_jobs"))
+
+    def iter_schedules(self) -> Iterator[StoredSchedule]:
+        with self._reported("iter_schedules"):
+            yield from self._inner.iter_schedules()
 
     def add_job(self, job: Job) -> None:
         self._call("add_job", job)

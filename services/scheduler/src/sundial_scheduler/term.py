@@ -88,7 +88,7 @@ class LeaderTerm:
         engine.start(paused=True)
         self._engine = engine
         try:
-            self._published = self._sync(engine)
+            self._published = self._sync(engine, store)
         except BaseException:
             self.stop()
             raise
@@ -122,12 +122,22 @@ class LeaderTerm:
     def running(self) -> bool:
         return self._engine is not None and self._engine.running
 
-    def _sync(self, engine: GuardedScheduler) -> tuple[dict[str, JobView], dict[str, JobView]]:
-        """Reconcile store and catalog with the code; the new views and the stored ones."""
-        # Only what the sync needs of each stored job: the unpickled jobs of a large store
-        # are let go before the catalog entries are built, rather than among them.
-        stored = {job.id: (job.next_run_time, is_current(job.trigger)) for job in engine.get_jobs()}
-        catalog = {view.id: view for view in self._backend.iter_jobs()}
+    def _sync(
+        self, engine: GuardedScheduler, store: TrackingJobStore
+    ) -> tuple[dict[str, JobView], dict[str, JobView]]:
+        """Reconcile store and catalog with the code; the new views and the stored ones.
+
+        A leader may take over a hundred thousand jobs. Both are read a page at a time and
+        only what lasts is kept of each job: its next run time, and its catalog entry in
+        the compact form the catalog holds, which stays the new view when the next run
+        time has not moved. What a page leaves behind is reused by the next one instead of
+        being interleaved with what lasts, which would keep the process's peak resident.
+        """
+        stored = {
+            schedule.job_id: (schedule.next_run_time, is_current(schedule.trigger))
+            for schedule in store.iter_schedules()
+        }
+        catalog = {view.id: self._catalog.compact(view) for view in self._backend.iter_jobs()}
         plan = plan_sync(self._registry.jobs, catalog, stored.keys())
         views: dict[str, JobView] = {}
         for job_id, view in plan.keep.items():

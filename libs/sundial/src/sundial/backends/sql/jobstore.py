@@ -1,14 +1,16 @@
-"""APScheduler's SQLAlchemy job store on Sundial's engine, with a batched write."""
+"""APScheduler's SQLAlchemy job store on Sundial's engine: a batched write, a streamed read."""
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
 from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.util import datetime_to_utc_timestamp
+
+from sundial.backends.jobstore import SCHEDULE_PAGE, StoredSchedule, read_schedules
 
 # Bind parameter for the row to update; it may not share a column's name, which
 # SQLAlchemy reserves for the SET values.
@@ -17,6 +19,13 @@ _JOB_ID = "job_id"
 
 class SqlJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
     """The job store of the SQL backend (see :class:`sundial.backends.jobstore.JobStore`)."""
+
+    def iter_schedules(self) -> Iterator[StoredSchedule]:
+        """Every stored job's schedule, through a server-side cursor a page at a time."""
+        query = sa.select(self.jobs_t.c.id, self.jobs_t.c.job_state)
+        with self.engine.connect() as connection:
+            rows = connection.execution_options(yield_per=SCHEDULE_PAGE).execute(query)
+            yield from read_schedules(rows)
 
     def update_jobs(self, jobs: Sequence[Job]) -> None:
         """One transaction: an executemany ``UPDATE … SET next_run_time, job_state`` by id.
