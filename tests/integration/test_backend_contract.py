@@ -981,10 +981,13 @@ def test_a_retry_is_delivered_only_once_its_backoff_has_passed(backend: Backend)
     retry = queued("etl", 0, attempt=2).model_copy(
         update={"due_at": datetime.now(UTC) + timedelta(seconds=2.5)}
     )
+    # Sent together with the retry: runs already due, each at a fire time of its own.
+    due_now = [queued(f"report-{n}", n / 1000) for n in range(3)]
 
-    backend.queue_runs([retry])
+    backend.queue_runs([retry, *due_now])
 
-    assert delivered(backend, ["default"], seconds=1) == []
+    first = delivered(backend, ["default"], seconds=1)
+    assert sorted(m.run_id for m in first) == sorted(run.run_id for run in due_now)
     assert [m.run_id for m in delivered(backend, ["default"], seconds=3)] == [retry.run_id]
 
 

@@ -12,8 +12,8 @@ deleted once handled: the run record says what happened.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 import procrastinate
@@ -26,7 +26,7 @@ from sundial.backends.history import due
 from sundial.backends.queue import Handler, RunMessage, RunQueue
 from sundial.backends.sql.dialects import Postgres
 from sundial.constants import DEFAULT_QUEUE
-from sundial.models import Run
+from sundial.models import Run, utcnow
 
 TASK_NAME = "sundial.run"
 #: how often an idle worker looks for messages LISTEN/NOTIFY did not announce
@@ -59,15 +59,22 @@ class ProcrastinateQueue(RunQueue):
             conn.exec_driver_sql(self._app.schema_manager.get_schema().replace("%", "%%"))
 
     def enqueue(self, connection: psycopg.Connection[Any], runs: Sequence[Run]) -> None:
-        """Defer one message per run on ``connection``; committed with its transaction."""
+        """Defer one message per run on ``connection``; committed with its transaction.
+
+        One statement per queue for the runs already due, and one per later start (a
+        retry's backoff): fire times of one wakeup differ by microseconds, and a start
+        that has passed needs no ``schedule_at``.
+        """
         task = self._app.tasks[TASK_NAME]
-
-        def batch(run: Run) -> tuple[str, Any]:
-            return run.queue or DEFAULT_QUEUE, due(run)
-
-        for (queue, when), group in itertools.groupby(sorted(runs, key=batch), key=batch):
-            task.configure(connection=connection, queue=queue, schedule_at=when).batch_defer(
-                *(RunMessage.of(run).as_json() for run in group)
+        now = utcnow()
+        batches: dict[tuple[str, datetime | None], list[Run]] = {}
+        for run in runs:
+            start = due(run)
+            later = start if start > now else None
+            batches.setdefault((run.queue or DEFAULT_QUEUE, later), []).append(run)
+        for (queue, later), batch in batches.items():
+            task.configure(connection=connection, queue=queue, schedule_at=later).batch_defer(
+                *(RunMessage.of(run).as_json() for run in batch)
             )
 
     async def consume(
