@@ -45,8 +45,9 @@ async def test_the_job_that_blocks_the_loop_is_named_and_the_others_are_not(
     assert polite_metric == 0.0
     warnings = [entry for entry in logs if entry["event"] == "event_loop.blocked_by_job"]
     assert warnings and {entry["job_id"] for entry in warnings} == {"blocker"}
-    assert warnings[0]["run_id"] == blocked.run_id
-    assert warnings[0]["blocked_seconds"] >= 1.0
+    # The blocker may have run again by the time its runs are read: each run has its own warning.
+    warned = {entry["run_id"]: entry["blocked_seconds"] for entry in warnings}
+    assert warned[blocked.run_id] >= 1.0
     with TestClient(create_app(Settings(backend_url=backend_url))) as client:
         detail = client.get(f"/api/v1/runs/{blocked.run_id}").json()
     assert detail["event_loop_blocked_seconds"] == blocked.event_loop_blocked_seconds
