@@ -6,6 +6,9 @@ COMPOSE_FILE := deploy/compose/compose.yaml
 # machine with only Python (and Docker, for the stack and the tests) can run every verb.
 UV_VERSION ?= 0.13.9
 UV ?= $(or $(shell command -v uv 2>/dev/null),var/tools/bin/uv)
+# `make test` runs the suite in this many processes: the end-to-end tests one after another
+# in one of them, the other modules beside them.
+TEST_WORKERS ?= 2
 
 # The stack: `make up BACKEND=redis` for the Redis-backed variant, PUBLISH_BACKENDS=1 to
 # reach Postgres/Redis from the host; PROJECT, ENV_FILE and COMPOSE_OVERRIDE (an extra
@@ -82,7 +85,7 @@ dev: sync  ## api + scheduler without Docker, on the embedded SQLite default, wi
 
 test: sync  ## the whole suite (needs Docker; real Postgres/Redis from SUNDIAL_TEST_*_URL, else testcontainers)
 	@$(UV) run python tests/preflight.py
-	$(UV) run pytest
+	$(UV) run pytest -n $(TEST_WORKERS)
 
 test-unit: sync  ## unit tests only, no services
 	$(UV) run pytest tests/unit

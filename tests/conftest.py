@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -26,6 +27,26 @@ REDIS_IMAGE = os.environ.get("SUNDIAL_TEST_REDIS_IMAGE", "redis:7-alpine")
 # one each, held by a lock file for as long as the process runs.
 REDIS_TEST_DBS = range(1, 13)
 BACKENDS = ("sqlite", "postgres", "redis")
+#: where the end-to-end tests live, as their node ids begin
+E2E_PREFIX = "tests/e2e/"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """How ``pytest -n N`` (``make test``) shares the tests out.
+
+    The end-to-end tests run fleets of real processes and bound how long behaviour may
+    take, so they form one unit and run one after another on one worker: never two
+    fleets at once on a small machine. Every other module is a unit of its own, so its
+    module fixtures are set up once; those modules spread over the other workers.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class EndToEndApart(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "e2e" if path.startswith(E2E_PREFIX) else path
+
+    return EndToEndApart(config, log)
 
 
 @pytest.fixture(scope="session")
