@@ -44,7 +44,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 LEASE_SECONDS = 3.0
 #: a standby polls the lock this often (the scheduler's tick: min(2 s, lease / 3))
 TICK_SECONDS = heartbeat_interval(LEASE_SECONDS)
-CHAOS_SECONDS = float(os.environ.get("SUNDIAL_CHAOS_SECONDS", "40"))
+CHAOS_SECONDS = float(os.environ.get("SUNDIAL_CHAOS_SECONDS", "25"))
 # A standby takes over within the lease of the leader's death; between the kill and the
 # new leader's first run come the lease and about 2 s of promotion (starting APScheduler
 # on the store, syncing the catalog, claiming the first fire time). The bound is that,
