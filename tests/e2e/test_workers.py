@@ -256,11 +256,14 @@ def test_a_worker_names_the_job_that_blocks_its_event_loop(stack_for: Any) -> No
         "a finished run of blocker",
         lambda: next((r for r in stack.runs("blocker") if r.outcome is Outcome.SUCCESS), None),
     )
-    polite = [r for r in stack.runs("polite") if r.outcome is Outcome.SUCCESS]
+    polite: list[Run] = stack.wait(
+        "a finished run of polite",
+        lambda: [r for r in stack.runs("polite") if r.outcome is Outcome.SUCCESS],
+    )
 
     assert blocked.instance_id in stack.worker_ids()
     assert 1.0 <= blocked.event_loop_blocked_seconds < 3.0
-    assert polite and all(r.event_loop_blocked_seconds == 0.0 for r in polite)
+    assert all(r.event_loop_blocked_seconds == 0.0 for r in polite)
 
 
 def test_sigterm_lets_a_worker_finish_its_run(stack_for: Any) -> None:
