@@ -14,6 +14,7 @@ A run saved is as durable as the server's persistence makes it: run Redis with
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -63,6 +64,10 @@ MAX_BLOCK_SECONDS = 30.0
 #: optimistic transactions retried this often before giving up (only the leader writes,
 #: so conflicts are rare; a bound keeps a pathological case from spinning forever)
 MAX_TRANSACTION_ATTEMPTS = 20
+#: after a conflict a transaction waits up to this long, doubling each time (to the cap)
+#: and jittered, so that a long read-then-write (a sweep) is not starved by short ones
+CONFLICT_BACKOFF_SECONDS = 0.002
+CONFLICT_BACKOFF_CAP_SECONDS = 0.25
 #: ids read per round trip when a listing has to skip entries
 SCAN_CHUNK = 200
 #: runs, commands or claims deleted per transaction while pruning or capping
@@ -116,13 +121,15 @@ class RedisBackend(Backend):
         ``body`` must call ``pipe.multi()`` before queuing writes.
         """
         with self._client.pipeline(transaction=True) as pipe:
-            for _ in range(MAX_TRANSACTION_ATTEMPTS):
+            for attempt in range(MAX_TRANSACTION_ATTEMPTS):
                 try:
                     pipe.watch(*watched)
                     result = body(pipe)
                     pipe.execute()
                 except WatchError:
                     pipe.reset()
+                    backoff = CONFLICT_BACKOFF_SECONDS * 2**attempt
+                    time.sleep(random.uniform(0, min(backoff, CONFLICT_BACKOFF_CAP_SECONDS)))
                     continue
                 return result
         raise BackendError(
