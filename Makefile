@@ -6,8 +6,8 @@ COMPOSE_FILE := deploy/compose/compose.yaml
 # machine with only Python (and Docker, for the stack and the tests) can run every verb.
 UV_VERSION ?= 0.13.9
 UV ?= $(or $(shell command -v uv 2>/dev/null),var/tools/bin/uv)
-# `make test` runs the suite in this many processes: the end-to-end tests one after another
-# in one of them, the other modules beside them.
+# `make test` runs the suite in this many processes: the integration and end-to-end tests
+# one after another in one of them, the unit tests beside them.
 TEST_WORKERS ?= 2
 
 # The stack: `make up BACKEND=redis` for the Redis-backed variant, PUBLISH_BACKENDS=1 to

@@ -27,26 +27,38 @@ REDIS_IMAGE = os.environ.get("SUNDIAL_TEST_REDIS_IMAGE", "redis:7-alpine")
 # one each, held by a lock file for as long as the process runs.
 REDIS_TEST_DBS = range(1, 13)
 BACKENDS = ("sqlite", "postgres", "redis")
-#: where the end-to-end tests live, as their node ids begin
-E2E_PREFIX = "tests/e2e/"
+#: where the unit tests live, as their node ids begin
+UNIT_PREFIX = "tests/unit/"
+#: the order in which the kinds of test run: under ``-n``, what runs beside the unit
+#: tests is the integration suite, which takes a busy machine in its stride best
+ORDER = ("tests/integration/", "tests/e2e/", UNIT_PREFIX)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(
+        key=lambda item: next(
+            (rank for rank, prefix in enumerate(ORDER) if item.nodeid.startswith(prefix)),
+            len(ORDER),
+        )
+    )
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """How ``pytest -n N`` (``make test``) shares the tests out.
 
-    The end-to-end tests run fleets of real processes and bound how long behaviour may
-    take, so they form one unit and run one after another on one worker: never two
-    fleets at once on a small machine. Every other module is a unit of its own, so its
-    module fixtures are set up once; those modules spread over the other workers.
+    The integration and end-to-end tests run schedulers, fleets of real processes and
+    servers, and bound how long behaviour may take: they form one unit and run one after
+    another on one worker, as they would without ``-n``. The unit tests, modules whole,
+    run on the other workers beside them.
     """
     from xdist.scheduler import LoadScopeScheduling
 
-    class EndToEndApart(LoadScopeScheduling):  # type: ignore[misc]
+    class UnitTestsBeside(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return "e2e" if path.startswith(E2E_PREFIX) else path
+            return path if path.startswith(UNIT_PREFIX) else "services"
 
-    return EndToEndApart(config, log)
+    return UnitTestsBeside(config, log)
 
 
 @pytest.fixture(scope="session")
